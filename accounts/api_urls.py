@@ -1,0 +1,9 @@
+from django.urls import path
+
+from accounts import apis
+
+urlpatterns = [
+    path("me/", apis.MeApi.as_view(), name="api-me"),
+    path("auth/token/", apis.TokenObtainApi.as_view(), name="api-token"),
+    path("audit-events/", apis.AuditEventListApi.as_view(), name="api-audit-events"),
+]

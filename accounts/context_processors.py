@@ -1,0 +1,20 @@
+from django.urls import reverse
+
+from accounts.roles import VIEW_AUDIT, VIEW_DATASETS, UPLOAD, role_names_of
+
+
+def navigation(request):
+    """The navigation bar: only the places the signed-in person may open."""
+    user = request.user
+    if not user.is_authenticated:
+        return {"nav_items": [], "user_roles": []}
+    items = [("Home", reverse("home"))]
+    if user.has_perm(VIEW_DATASETS):
+        items.append(("Datasets", reverse("curation:dataset_list")))
+    if user.has_perm(UPLOAD):
+        items.append(("Upload", reverse("curation:upload_create")))
+        items.append(("Imports", reverse("curation:upload_list")))
+    if user.has_perm(VIEW_AUDIT):
+        items.append(("Audit log", reverse("accounts:audit_list")))
+    items.append(("API", reverse("api-docs")))
+    return {"nav_items": items, "user_roles": role_names_of(user)}

@@ -1,0 +1,71 @@
+"""The roles of Tuning Desk and the Django permissions each one holds.
+
+Roles are Django groups; every view and endpoint checks a permission, never a group name,
+so an admin can shape a custom role in the admin site.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Role:
+    slug: str
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+
+
+VIEW_DATASETS = "curation.view_dataset"
+VIEW_EXAMPLES = "curation.view_example"
+UPLOAD = "curation.add_upload"
+CURATE = "curation.change_dataset"
+EXPORT = "curation.export_datasetversion"
+VIEW_AUDIT = "accounts.view_auditevent"
+
+ROLES: tuple[Role, ...] = (
+    Role(
+        "curator",
+        "Curator",
+        "Uploads datasets, cleans them and freezes versions.",
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT),
+    ),
+    Role(
+        "annotator",
+        "Annotator",
+        "Writes and corrects target responses and labels in approved versions.",
+        (),
+    ),
+    Role(
+        "privacy_reviewer",
+        "Privacy reviewer",
+        "Reviews personal and health data found in datasets before anything is used.",
+        (VIEW_DATASETS, VIEW_EXAMPLES),
+    ),
+    Role(
+        "engineer",
+        "Engineer",
+        "Imports and curates data, launches training and evaluation.",
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT),
+    ),
+    Role(
+        "manager",
+        "Manager",
+        "Reads dashboards: dataset sizes, model quality and business results.",
+        (VIEW_DATASETS,),
+    ),
+    Role(
+        "admin",
+        "Admin",
+        "Manages accounts and reads the audit log.",
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_AUDIT),
+    ),
+)
+
+ROLE_BY_SLUG = {role.slug: role for role in ROLES}
+
+
+def role_names_of(user) -> list[str]:
+    if not user.is_authenticated:
+        return []
+    names = set(user.groups.values_list("name", flat=True))
+    return [role.name for role in ROLES if role.name in names]

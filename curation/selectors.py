@@ -1,0 +1,142 @@
+"""Reads for datasets: listing, browsing with keyset pagination, previews, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
+from django.db.models import QuerySet
+
+from curation import formats
+from curation.models import Dataset, DatasetVersion, Example, Flag, Upload
+
+PAGE_SIZE = 50
+_CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def dataset_list() -> QuerySet[Dataset]:
+    return Dataset.objects.visible().order_by("name")
+
+
+def version_list(dataset: Dataset) -> QuerySet[DatasetVersion]:
+    return dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number")
+
+
+def version_ready_get(version_id: int) -> DatasetVersion:
+    return DatasetVersion.objects.select_related("dataset", "parent").get(pk=version_id, status=DatasetVersion.Status.READY)
+
+
+def example_search(
+    version: DatasetVersion, *, q: str = "", split: str = "", label: str = "", group: str = "", flag: int | None = None
+) -> QuerySet[Example]:
+    """Examples of a version with the browse filters applied, ordered by row (the keyset)."""
+    examples = Example.objects.filter(version=version)
+    if split:
+        examples = examples.filter(split=split)
+    if label:
+        examples = examples.filter(label=label)
+    if group:
+        examples = examples.filter(group=group)
+    if flag:
+        examples = examples.flagged(flag)
+    q = q.strip()
+    if q:
+        if connection.vendor == "postgresql":
+            examples = examples.annotate(search=SearchVector("input", "target", config="english")).filter(
+                search=SearchQuery(q, config="english", search_type="websearch")
+            )
+        else:
+            examples = examples.filter(input__icontains=q) | examples.filter(target__icontains=q)
+    return examples.order_by("row_index")
+
+
+def example_page(examples: QuerySet[Example], *, after: int | None = None, before: int | None = None,
+                 size: int = PAGE_SIZE) -> tuple[list[Example], bool, bool]:
+    """One page by keyset (row_index), fast at any depth: (rows, has_previous, has_next)."""
+    if before is not None:
+        rows = list(examples.filter(row_index__lt=before).order_by("-row_index")[: size + 1])
+        has_previous = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        return rows, has_previous, True
+    if after is not None:
+        examples = examples.filter(row_index__gt=after)
+    rows = list(examples[: size + 1])
+    return rows[:size], after is not None, len(rows) > size
+
+
+def upload_preview(upload: Upload, mapping: dict, rows: int = 10) -> list[dict]:
+    """The first rows of an upload with a mapping applied, and the problem of each row, if any."""
+    preview = []
+    for item in formats.read_rows(upload.file.path, upload.format, max_row_bytes=settings.TUNINGDESK_MAX_ROW_BYTES):
+        if isinstance(item, formats.Problem):
+            preview.append({"line": item.line, "problem": item.message})
+        else:
+            mapped = formats.map_row(item, mapping, task_type=upload.task_type,
+                                     max_text_chars=settings.TUNINGDESK_MAX_TEXT_CHARS)
+            if isinstance(mapped, list):
+                preview.append({"line": item.line, "problem": "; ".join(p.message for p in mapped)})
+            else:
+                preview.append({"line": item.line, "input": mapped.input, "target": mapped.target,
+                                "label": mapped.label, "group": mapped.group, "metadata": mapped.metadata})
+        if len(preview) >= rows:
+            break
+    return preview
+
+
+def flag_choices() -> list[tuple[int, str]]:
+    return [(flag.value, flag.label) for flag in Flag]
+
+
+def _neutralise(value: str) -> str:
+    """Spreadsheet programs run cells that start with = + - @ (or tab/CR) as formulas: prefix a quote."""
+    return "'" + value if value.startswith(_CSV_DANGEROUS) else value
+
+
+EXPORT_FIELDS = ("id", "row", "split", "input", "target", "label", "group", "metadata")
+
+
+def _export_rows(version: DatasetVersion) -> Iterator[dict]:
+    rows = version.examples.order_by("row_index").values_list(
+        "row_index", "split", "input", "target", "label", "group", "metadata"
+    )
+    for row_index, split, text, target, label, group, metadata in rows.iterator(chunk_size=5000):
+        yield {"id": f"{version.pk}-{row_index}", "row": row_index, "split": split, "input": text,
+               "target": target, "label": label, "group": group, "metadata": metadata}
+
+
+def version_export_jsonl(version: DatasetVersion) -> Iterator[str]:
+    for row in _export_rows(version):
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def version_export_csv(version: DatasetVersion) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_FIELDS)
+    for count, row in enumerate(_export_rows(version), start=1):
+        row["metadata"] = json.dumps(row["metadata"], ensure_ascii=False) if row["metadata"] else ""
+        writer.writerow([_neutralise(str(row[name])) for name in EXPORT_FIELDS])
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def upload_report_csv(upload: Upload) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["line", "field", "reason", "message", "excerpt"])
+    for count, problem in enumerate(upload.problems.order_by("line", "id").iterator(chunk_size=5000), start=1):
+        writer.writerow([problem.line, _neutralise(problem.field), problem.reason, _neutralise(problem.message),
+                         _neutralise(problem.excerpt)])
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,3 @@
+from projectsite.celery import app as celery_app
+
+__all__ = ("celery_app",)

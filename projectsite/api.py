@@ -1,0 +1,34 @@
+"""REST API plumbing shared by every app: error format."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _messages(detail) -> dict | list:
+    if isinstance(detail, dict):
+        return {key: _messages(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [str(item) for item in detail]
+    return [str(detail)]
+
+
+def exception_handler(exc, context):
+    """Errors are JSON: ``{"error": "<one sentence>", "fields": {...}}``; Django ValidationErrors become 400s."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages})
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(detail, dict) and set(detail) == {"detail"}:
+        response.data = {"error": str(detail["detail"])}
+    elif isinstance(detail, dict):
+        fields = _messages(detail)
+        first = next(iter(fields.values()), [""])
+        summary = first[0] if isinstance(first, list) and first else str(first)
+        general = fields.pop("__all__", None) or fields.pop("non_field_errors", None)
+        response.data = {"error": general[0] if general else summary, "fields": fields}
+    else:
+        response.data = {"error": " ".join(_messages(detail))}
+    return response
