@@ -393,6 +393,10 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
                 Problem(raw.line, "bad_type", f"“{column}” must be text, not a {type(value).__name__}.", column)
             )
             continue
+        if "\x00" in value:
+            problems.append(Problem(raw.line, "bad_type", f"“{column}” contains a NUL character, which text cannot hold.",
+                                    column))
+            continue
         if role in required and not value.strip():
             problems.append(Problem(raw.line, "empty_text", f"“{column}” is empty.", column))
             continue
@@ -417,6 +421,8 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
         for key, value in raw.data.items()
         if key not in mapped_columns and (wanted is None or key in wanted)
     }
+    if "\\u0000" in json.dumps(metadata):
+        return [Problem(raw.line, "bad_type", "A metadata field contains a NUL character, which text cannot hold.")]
     return MappedRow(
         raw.line,
         values["input"],

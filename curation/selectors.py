@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from curation import formats
-from curation.models import Dataset, DatasetVersion, Example, Flag, Upload
+from curation.models import Dataset, DatasetVersion, DedupeRun, DuplicateGroup, Example, Flag, Upload
 
 PAGE_SIZE = 50
 _CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -140,3 +140,70 @@ def upload_report_csv(upload: Upload) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def dataset_list_summary() -> QuerySet[Dataset]:
+    """Visible datasets with their latest ready version's id, number, row count and date, in one query."""
+    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.READY).order_by(
+        "-number"
+    )
+    return dataset_list().annotate(
+        latest_version_id=Subquery(latest.values("pk")[:1]),
+        latest_number=Subquery(latest.values("number")[:1]),
+        latest_rows=Subquery(latest.values("row_count")[:1]),
+        latest_created_at=Subquery(latest.values("created_at")[:1]),
+    )
+
+
+def version_lineage(version: DatasetVersion) -> list[DatasetVersion]:
+    """The chain of versions this one was made from, oldest first, ending with the version itself."""
+    chain = [version]
+    seen = {version.pk}
+    while chain[-1].parent_id and chain[-1].parent_id not in seen:
+        parent = DatasetVersion.objects.select_related("created_by").get(pk=chain[-1].parent_id)
+        seen.add(parent.pk)
+        chain.append(parent)
+    return list(reversed(chain))
+
+
+def upload_list() -> QuerySet[Upload]:
+    return Upload.objects.select_related("created_by", "version")
+
+
+def dedupe_runs_of(version: DatasetVersion) -> QuerySet[DedupeRun]:
+    return version.dedupe_runs.select_related("created_by", "result_version")
+
+
+def duplicate_groups_with_members(groups: list[DuplicateGroup]) -> list[tuple[DuplicateGroup, list[Example]]]:
+    """Each duplicate group with its member rows in the group's order, loaded in one query."""
+    ids = [example_id for group in groups for example_id in group.example_ids]
+    examples = Example.objects.in_bulk(ids)
+    return [(group, [examples[i] for i in group.example_ids if i in examples]) for group in groups]
+
+
+# --- REST API ------------------------------------------------------------------------------------
+
+
+def example_ready_get(example_id: int) -> Example:
+    """One example, only if its version is ready (staged imports are invisible)."""
+    return Example.objects.get(pk=example_id, version__status=DatasetVersion.Status.READY)
+
+
+def upload_list_for(user) -> QuerySet[Upload]:
+    """The uploads a user may see and act on: their own, or all of them with ``curation.view_upload``.
+
+    No role grants ``curation.view_upload``; superusers (the admin role) hold every permission.
+    """
+    uploads = upload_list()
+    if user.has_perm("curation.view_upload"):
+        return uploads
+    return uploads.filter(created_by=user)
+
+
+def dedupe_run_get(run_id: int) -> DedupeRun:
+    return DedupeRun.objects.select_related("version", "result_version", "created_by").get(
+        pk=run_id, version__status=DatasetVersion.Status.READY
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -34,7 +34,7 @@ from curation.models import (
     UploadProblem,
 )
 from curation.text import DEFAULT_RATIOS, SplitAssigner, quality_flags, row_hash, text_hash, validate_ratios
-from projectsite.progress import ProgressReporter, flag_is_set, flag_set
+from projectsite.progress import ProgressReporter, flag_clear, flag_is_set, flag_set
 
 BATCH = 5000
 ROLE_FIELDS = ("input", "target", "label", "group")
@@ -223,7 +223,9 @@ def upload_stage(*, upload_id: int) -> Upload:
     try:
         with transaction.atomic():
             summary = _stage_rows(upload, progress)
+        flag_clear(_upload_cancel_key(upload_id))
     except ImportCancelled:
+        flag_clear(_upload_cancel_key(upload_id))
         Upload.objects.filter(pk=upload_id).update(status=Upload.Status.CANCELLED, progress=0.0)
         progress(0.0, force=True, status=Upload.Status.CANCELLED)
         return Upload.objects.get(pk=upload_id)
@@ -285,10 +287,14 @@ def _stage_rows(upload: Upload, progress: ProgressReporter) -> dict:
                 if index % BATCH == 0:
                     if flag_is_set(cancel_key):
                         raise ImportCancelled()
-                    _flush_problems(problems)
+                    if problems:
+                        yield None  # hands the connection back (ends the COPY) so the problems can be written
+                        _flush_problems(problems)
                     progress(0.95 * handle.tell() / file_size, status=Upload.Status.VALIDATING, rows=index)
 
     inserted = _insert_examples(version.pk, rows())
+    if flag_is_set(cancel_key):
+        raise ImportCancelled()
     _flush_problems(problems)
     duplicates = _drop_duplicate_rows(upload, version)
     _version_finalize(version)
@@ -322,21 +328,33 @@ def _example_tuple(row: formats.MappedRow, index: int, split: str) -> tuple:
     )
 
 
-def _insert_examples(version_id: int, rows: Iterable[tuple]) -> int:
-    """Insert example tuples (in EXAMPLE_COLUMNS order); COPY on PostgreSQL, batched INSERTs elsewhere."""
+def _insert_examples(version_id: int, rows: Iterable[tuple | None]) -> int:
+    """Insert example tuples (in EXAMPLE_COLUMNS order); COPY on PostgreSQL, batched INSERTs elsewhere.
+
+    A ``None`` in ``rows`` asks for the connection back before the next row is pulled: the open COPY
+    ends there, because a connection can run no other statement (writing problems) while it copies.
+    """
     count = 0
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
         columns = ", ".join(f'"{name}"' for name in ("version_id", *EXAMPLE_COLUMNS))
+        rows = iter(rows)
         with connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY curation_example ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((version_id, *row[:6], Jsonb(row[6]), *row[7:]))
-                    count += 1
+            for first in rows:
+                if first is None:
+                    continue
+                with cursor.cursor.copy(f"COPY curation_example ({columns}) FROM STDIN") as copy:
+                    row = first
+                    while row is not None:
+                        copy.write_row((version_id, *row[:6], Jsonb(row[6]), *row[7:]))
+                        count += 1
+                        row = next(rows, None)
         return count
     batch: list[Example] = []
     for row in rows:
+        if row is None:
+            continue
         batch.append(Example(version_id=version_id, **dict(zip(EXAMPLE_COLUMNS, row))))
         if len(batch) >= 1000:
             Example.objects.bulk_create(batch)
@@ -657,7 +675,7 @@ def dedupe_run_apply(*, run: DedupeRun, actor, keep: dict[int, list[int]] | None
 
 def dataset_import(
     *, path: str | Path, dataset_name: str, actor=None, fmt: str | None = None, mapping: dict | None = None,
-    task_type: str = TaskType.SFT, progress: Callable | None = None,
+    task_type: str = TaskType.SFT,
 ) -> Upload:
     """Import a file on disk in one go (upload, map, check, keep the good rows), synchronously."""
     path = Path(path)

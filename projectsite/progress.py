@@ -44,3 +44,7 @@ def flag_set(key: str) -> None:
 
 def flag_is_set(key: str) -> bool:
     return bool(cache.get(key))
+
+
+def flag_clear(key: str) -> None:
+    cache.delete(key)

@@ -7,6 +7,14 @@ from tests.factories import UserFactory
 PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_cache():
+    """Progress and cancel flags live in the cache; start every session without old ones."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db):
     roles_sync()
@@ -74,3 +82,72 @@ def write_file(tmp_path):
         return path
 
     return write
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_proc(django_db_setup, django_db_blocker):
+    """A real Celery worker process (both queues) against the test database and the configured broker.
+
+    Tests that use it must commit their data: use ``transactional_db`` or ``live_server``.
+    """
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from projectsite.celery import app
+
+    with django_db_blocker.unblock():
+        env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "projectsite.settings_test"}
+    app.control.purge()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "projectsite", "worker", "-Q", "default,gpu", "--concurrency", "1",
+         "--loglevel", "INFO", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready." in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 90
+    while not ready.is_set():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("The Celery worker did not start:\n" + "".join(lines[-50:]))
+        time.sleep(0.2)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    """Poll until ``predicate()`` is truthy; return its value or fail with a clear message."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Condition not met within {timeout} s")

@@ -1,0 +1,145 @@
+"""Home, login, profile (API token) and audit log pages."""
+
+import re
+
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from accounts.models import AuditEvent
+from accounts.services import audit_record
+
+PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")
+
+
+def test_login_page_explains_a_wrong_password(client, make_user):
+    make_user("curator", username="dana")
+    response = client.post(reverse("login"), {"username": "dana", "password": "not-it"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "The user name or password is not right" in html
+    assert 'value="dana"' in html
+
+
+def test_login_takes_a_person_where_they_were_going(client, make_user):
+    make_user("curator", username="dana")
+    target = reverse("curation:dataset_list")
+    response = client.get(target)
+    assert response.status_code == 302 and response["Location"] == f"{reverse('login')}?next={target}"
+    response = client.post(reverse("login"), {"username": "dana", "password": "pw-for-tests-123", "next": target})
+    assert response["Location"] == target
+
+
+def test_logout_is_a_post_form_in_the_navigation(client, curator):
+    client.force_login(curator)
+    html = client.get(reverse("home")).content.decode()
+    assert re.search(r'<form method="post" action="/logout/"', html)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert client.get(reverse("home")).status_code == 302  # logged out
+
+
+@pytest.mark.parametrize(
+    ("persona", "present", "absent"),
+    [
+        ("curator", ["Upload a file", "Clean a dataset", "Download a version", "read, search and filter"],
+         ["Read the audit log"]),
+        ("engineer", ["Upload a file", "Clean a dataset"], ["Read the audit log"]),
+        ("admin", ["Upload a file", "Read the audit log"], []),
+        ("privacy_reviewer", ["See the datasets", "read, search and filter"], ["Upload a file", "Clean a dataset"]),
+        ("manager", ["See the datasets", "not the text of the rows"], ["Upload a file", "read, search and filter"]),
+        ("annotator", ["nothing for your account to open here yet", "Annotator"], ["See the datasets"]),
+        ("outsider", ["Your account has no role yet"], ["See the datasets"]),
+    ],
+)
+def test_home_page_says_what_each_role_can_do(client, make_user, persona, present, absent):
+    client.force_login(make_user(persona))
+    html = client.get(reverse("home")).content.decode()
+    for text in present:
+        assert text in html, text
+    for text in absent:
+        assert text not in html, text
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_profile_shows_roles(client, make_user, persona):
+    client.force_login(make_user(persona))
+    response = client.get(reverse("accounts:profile"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    if persona == "outsider":
+        assert "No role yet" in html
+    else:
+        assert "Role" in html
+    assert "Create API token" in html
+    assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
+
+
+def test_api_token_is_shown_once_with_how_to_use_it(client, curator):
+    client.force_login(curator)
+    response = client.post(reverse("accounts:token_regenerate"), follow=True)
+    key = Token.objects.get(user=curator).key
+    html = response.content.decode()
+    assert key in html
+    assert f"Authorization: Token {key}" in html
+    assert reverse("api-docs") in html
+    assert "Copy it now" in html
+
+    html = client.get(reverse("accounts:profile")).content.decode()
+    assert key not in html  # only once
+    assert key[:6] in html and "Replace API token" in html
+
+    client.post(reverse("accounts:token_regenerate"))
+    assert Token.objects.get(user=curator).key != key
+    assert AuditEvent.objects.filter(action="api_token.regenerate", actor=curator).exists()
+
+
+def test_token_regenerate_refuses_get(client, curator):
+    client.force_login(curator)
+    assert client.get(reverse("accounts:token_regenerate")).status_code == 405
+    assert not Token.objects.filter(user=curator).exists()
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_audit_log_is_for_admins_only(client, make_user, persona):
+    client.force_login(make_user(persona))
+    expected = 200 if persona == "admin" else 403
+    assert client.get(reverse("accounts:audit_list")).status_code == expected
+
+
+def test_audit_log_shows_who_what_which_when_and_the_change(client, admin_user, curator):
+    audit_record(actor=curator, action="upload.map", obj=curator, before={"task_type": "sft"},
+                 after={"task_type": "classification"})
+    client.force_login(admin_user)
+    html = client.get(reverse("accounts:audit_list")).content.decode()
+    assert "upload.map" in html and "curator" in html
+    assert "auth.user #" in html
+    assert "sft" in html and "classification" in html
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", html)
+
+
+def test_audit_log_filters_by_action_and_pages(client, admin_user, curator):
+    for number in range(60):
+        audit_record(actor=curator, action="upload.create", obj=curator, after={"n": number})
+    audit_record(actor=curator, action="version.create", obj=curator)
+    client.force_login(admin_user)
+    url = reverse("accounts:audit_list")
+
+    page = client.get(url, {"action": "version."}).context["page"]
+    assert [event.action for event in page.object_list] == ["version.create"]
+
+    response = client.get(url, {"action": "upload.create"})
+    assert response.context["page"].paginator.count == 60
+    html = response.content.decode()
+    assert "Page 1 of 2" in html
+    assert "?action=upload.create&amp;page=2" in html
+    assert '<option value="upload.create" selected>' in html
+    second = client.get(url, {"action": "upload.create", "page": 2}).context["page"]
+    assert len(second.object_list) == 10
+
+
+def test_audit_log_escapes_what_people_typed(client, admin_user, curator):
+    audit_record(actor=curator, action="upload.create", obj=curator, after={"file": "<script>alert(1)</script>"})
+    client.force_login(admin_user)
+    html = client.get(reverse("accounts:audit_list")).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html

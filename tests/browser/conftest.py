@@ -1,0 +1,76 @@
+"""A real browser for the UI flows: Debian's Chromium driven by Playwright (never `playwright install`).
+
+These tests must run wherever the suite runs: a missing browser is a failure with a clear message, not a skip.
+"""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}. Install it with `apt-get install -y chromium`; "
+                    "the browser tests must run, not skip.", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("The Python package `playwright` is missing: install requirements.txt.", pytrace=False)
+    # Playwright's sync API keeps an event loop in this thread; Django would then refuse the ORM calls the
+    # test makes to check its results, although they run one at a time like any other test.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh page on the live server; JavaScript errors and alert boxes fail the test."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
+
+    def on_dialog(dialog):
+        problems.append(f"Unexpected dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save a full-page screenshot under var/screenshots/ (01-login.png, 02-..., in the order taken)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    count = 0
+
+    def take(name: str) -> Path:
+        nonlocal count
+        count += 1
+        path = SCREENSHOTS / f"{count:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

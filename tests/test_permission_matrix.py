@@ -1,0 +1,259 @@
+"""Who may call which /api/v1/ endpoint: every endpoint × every role, with the exact status expected.
+
+The endpoint list comes from the URL resolver, so a new endpoint fails
+``test_every_api_endpoint_has_decided_permissions`` until its row is added to ``EXPECTED`` below.
+Allowed callers send a valid request and get the endpoint's success status; roles without the
+permission get 403; anonymous callers get 401 (token authentication answers with WWW-Authenticate).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import pytest
+from django.core.cache import cache
+from django.core.files import File
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from accounts.roles import ROLES as ROLE_DEFINITIONS
+from curation import services
+from curation.models import Example
+from tests.factories import ExampleFactory, VersionFactory
+
+ANONYMOUS = "anonymous"
+ROLES = (*(role.slug for role in ROLE_DEFINITIONS), "outsider", ANONYMOUS)
+PASSWORD = "pw-for-tests-123"
+
+EVERYONE = frozenset(ROLES)
+SIGNED_IN = EVERYONE - {ANONYMOUS}
+DATASET_READERS = frozenset({"curator", "privacy_reviewer", "engineer", "manager", "admin"})  # view_dataset
+EXAMPLE_READERS = frozenset({"curator", "privacy_reviewer", "engineer", "admin"})  # view_example
+UPLOADERS = frozenset({"curator", "engineer", "admin"})  # add_upload
+CURATORS = frozenset({"curator", "engineer", "admin"})  # change_dataset
+EXPORTERS = frozenset({"curator", "engineer", "admin"})  # export_datasetversion
+AUDITORS = frozenset({"admin"})  # view_auditevent
+
+CSV = "question,answer\nWhere is my refund?,It was sent on Monday.\nHow do I log in?,Use the link.\n,empty\n"
+
+
+class World:
+    """The objects one request needs, made on first use; uploads belong to the caller (uploads are private)."""
+
+    def __init__(self, user, make_user, tmp_path):
+        self.user = user
+        self.make_user = make_user
+        self.tmp_path = tmp_path
+
+    @cached_property
+    def version(self):
+        version = VersionFactory(row_count=3)
+        same = {"input": "Where is my refund?", "target": "It was sent on Monday."}
+        Example.objects.bulk_create(
+            [ExampleFactory.build(version=version, row_index=i, **row) for i, row in enumerate([same, {}, same], 1)]
+        )
+        return version
+
+    @cached_property
+    def run(self):
+        run = services.dedupe_run_start(version=self.version, actor=None, mode="exact")
+        services.dedupe_run_execute(run_id=run.pk)  # the worker's part, run here
+        return run
+
+    def upload(self, *, checked: bool = False):
+        path = self.tmp_path / "tickets.csv"
+        path.write_text(CSV, encoding="utf-8")
+        with open(path, "rb") as handle:
+            upload = services.upload_create(
+                actor=self.user,
+                file=File(handle, name=path.name),
+                original_name=path.name,
+                dataset_name="matrix-upload",
+            )
+        if checked:
+            services.upload_start_validation(upload=upload, actor=self.user)
+            upload = services.upload_stage(upload_id=upload.pk)
+        return upload
+
+    def credentials(self) -> dict:
+        user = self.user or self.make_user(None, username="someone")
+        return {"username": user.username, "password": PASSWORD}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    allowed: frozenset[str]
+    ok: int
+    call: Callable[[World, APIClient], object]
+
+
+def get(name: str, arg: Callable[[World], int] | None = None, query: str = ""):
+    return lambda w, c: c.get(reverse(name, args=[arg(w)] if arg else []) + query)
+
+
+def post(name: str, arg: Callable[[World], int] | None = None, data: Callable[[World], dict] | None = None):
+    return lambda w, c: c.post(reverse(name, args=[arg(w)] if arg else []), data(w) if data else {}, format="json")
+
+
+def _upload_post(w: World, c: APIClient):
+    path = w.tmp_path / "new.csv"
+    path.write_text(CSV, encoding="utf-8")
+    with open(path, "rb") as handle:
+        return c.post(
+            reverse("api-upload-list"),
+            {
+                "file": handle,
+                "dataset_name": "matrix-new",
+                "task_type": "sft",
+                "mapping": json.dumps({"input": "question", "target": "answer"}),
+            },
+            format="multipart",
+        )
+
+
+def version_id(w):
+    return w.version.pk
+
+
+def dataset_id(w):
+    return w.version.dataset_id
+
+
+def example_id(w):
+    return w.version.examples.first().pk
+
+
+def run_id(w):
+    return w.run.pk
+
+
+def upload_id(w):
+    return w.upload().pk
+
+
+def checked_upload_id(w):
+    return w.upload(checked=True).pk
+
+
+EXPECTED: dict[tuple[str, str], Endpoint] = {
+    ("api/v1/auth/token/", "POST"): Endpoint(EVERYONE, 200, post("api-token", data=World.credentials)),
+    ("api/v1/me/", "GET"): Endpoint(SIGNED_IN, 200, get("api-me")),
+    ("api/v1/audit-events/", "GET"): Endpoint(AUDITORS, 200, get("api-audit-events")),
+    ("api/v1/datasets/", "GET"): Endpoint(DATASET_READERS, 200, get("api-dataset-list")),
+    ("api/v1/datasets/<int:dataset_id>/", "GET"): Endpoint(DATASET_READERS, 200, get("api-dataset-detail", dataset_id)),
+    ("api/v1/datasets/<int:dataset_id>/versions/", "GET"): Endpoint(
+        DATASET_READERS, 200, get("api-dataset-versions", dataset_id)
+    ),
+    ("api/v1/versions/<int:version_id>/", "GET"): Endpoint(DATASET_READERS, 200, get("api-version-detail", version_id)),
+    ("api/v1/versions/<int:version_id>/examples/", "GET"): Endpoint(
+        EXAMPLE_READERS, 200, get("api-version-examples", version_id, "?q=refund&split=train")
+    ),
+    ("api/v1/examples/<int:example_id>/", "GET"): Endpoint(EXAMPLE_READERS, 200, get("api-example-detail", example_id)),
+    ("api/v1/versions/<int:version_id>/export/", "GET"): Endpoint(
+        EXPORTERS, 200, get("api-version-export", version_id, "?format=csv")
+    ),
+    ("api/v1/versions/<int:version_id>/split/", "POST"): Endpoint(
+        CURATORS,
+        201,
+        post(
+            "api-version-split",
+            version_id,
+            lambda w: {"seed": 3, "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}},
+        ),
+    ),
+    ("api/v1/versions/<int:version_id>/filter/", "POST"): Endpoint(
+        CURATORS, 201, post("api-version-filter", version_id, lambda w: {"min_chars": 5})
+    ),
+    ("api/v1/versions/<int:version_id>/dedupe-runs/", "POST"): Endpoint(
+        CURATORS, 202, post("api-dedupe-start", version_id, lambda w: {"mode": "near", "threshold": 0.7})
+    ),
+    ("api/v1/dedupe-runs/<int:run_id>/", "GET"): Endpoint(DATASET_READERS, 200, get("api-dedupe-detail", run_id)),
+    ("api/v1/dedupe-runs/<int:run_id>/groups/", "GET"): Endpoint(
+        EXAMPLE_READERS, 200, get("api-dedupe-groups", run_id)
+    ),
+    ("api/v1/dedupe-runs/<int:run_id>/apply/", "POST"): Endpoint(CURATORS, 201, post("api-dedupe-apply", run_id)),
+    ("api/v1/uploads/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-list")),
+    ("api/v1/uploads/", "POST"): Endpoint(UPLOADERS, 201, _upload_post),
+    ("api/v1/uploads/<int:upload_id>/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-detail", upload_id)),
+    ("api/v1/uploads/<int:upload_id>/mapping/", "POST"): Endpoint(
+        UPLOADERS,
+        200,
+        post("api-upload-mapping", upload_id, lambda w: {"mapping": {"input": "answer", "target": "question"}}),
+    ),
+    ("api/v1/uploads/<int:upload_id>/preview/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-preview", upload_id)),
+    ("api/v1/uploads/<int:upload_id>/validate/", "POST"): Endpoint(
+        UPLOADERS, 202, post("api-upload-validate", upload_id)
+    ),
+    ("api/v1/uploads/<int:upload_id>/import/", "POST"): Endpoint(
+        UPLOADERS, 201, post("api-upload-import", checked_upload_id)
+    ),
+    ("api/v1/uploads/<int:upload_id>/cancel/", "POST"): Endpoint(UPLOADERS, 200, post("api-upload-cancel", upload_id)),
+    ("api/v1/uploads/<int:upload_id>/problems/", "GET"): Endpoint(
+        UPLOADERS, 200, get("api-upload-problems", checked_upload_id)
+    ),
+    ("api/v1/uploads/<int:upload_id>/report/", "GET"): Endpoint(
+        UPLOADERS, 200, get("api-upload-report", checked_upload_id)
+    ),
+}
+
+
+def api_v1_endpoints() -> set[tuple[str, str]]:
+    """(route, METHOD) for every view under /api/v1/, found by walking the URL resolver."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+                view_class = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+                assert view_class is not None, f"{route} is not a class-based DRF view"
+                for method in ("get", "post", "put", "patch", "delete"):
+                    if hasattr(view_class, method):
+                        found.add((route, method.upper()))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_api_endpoint_has_decided_permissions():
+    endpoints = api_v1_endpoints()
+    missing = sorted(endpoints - set(EXPECTED))
+    assert not missing, f"Decide who may call these endpoints and add them to EXPECTED: {missing}"
+    stale = sorted(set(EXPECTED) - endpoints)
+    assert not stale, f"EXPECTED lists endpoints that no longer exist: {stale}"
+
+
+def test_the_roles_in_the_matrix_are_all_the_roles():
+    assert set(ROLES) == {role.slug for role in ROLE_DEFINITIONS} | {"outsider", ANONYMOUS}
+    assert len(ROLES) == 8
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("route", "method"), sorted(EXPECTED))
+def test_permission_matrix(route, method, role, make_user, tmp_path):
+    cache.clear()  # progress and cancel flags are keyed by ids that repeat between tests
+    endpoint = EXPECTED[(route, method)]
+    user = None if role == ANONYMOUS else make_user(role)
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+
+    response = endpoint.call(World(user, make_user, tmp_path), client)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+
+    if role in endpoint.allowed:
+        expected = endpoint.ok
+    elif role == ANONYMOUS:
+        expected = 401
+    else:
+        expected = 403
+    assert response.status_code == expected, body[:500]
+    if expected == 401:
+        assert response["WWW-Authenticate"] == "Token"
+    if expected in (401, 403):
+        assert json.loads(body)["error"]
