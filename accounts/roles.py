@@ -21,13 +21,16 @@ UPLOAD = "curation.add_upload"
 CURATE = "curation.change_dataset"
 EXPORT = "curation.export_datasetversion"
 VIEW_AUDIT = "accounts.view_auditevent"
+VIEW_REDACTION = "curation.view_redactionrun"
+REVIEW_REDACTION = "curation.review_redactionrun"
+VIEW_PSEUDONYMS = "curation.view_pseudonyms"
 
 ROLES: tuple[Role, ...] = (
     Role(
         "curator",
         "Curator",
         "Uploads datasets, cleans them and freezes versions.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION),
     ),
     Role(
         "annotator",
@@ -39,13 +42,13 @@ ROLES: tuple[Role, ...] = (
         "privacy_reviewer",
         "Privacy reviewer",
         "Reviews personal and health data found in datasets before anything is used.",
-        (VIEW_DATASETS, VIEW_EXAMPLES),
+        (VIEW_DATASETS, VIEW_EXAMPLES, VIEW_REDACTION, REVIEW_REDACTION, VIEW_PSEUDONYMS),
     ),
     Role(
         "engineer",
         "Engineer",
         "Imports and curates data, launches training and evaluation.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION),
     ),
     Role(
         "manager",
@@ -57,7 +60,8 @@ ROLES: tuple[Role, ...] = (
         "admin",
         "Admin",
         "Manages accounts and reads the audit log.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_AUDIT),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_AUDIT, VIEW_REDACTION, REVIEW_REDACTION,
+         VIEW_PSEUDONYMS),
     ),
 )
 

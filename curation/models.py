@@ -52,6 +52,11 @@ class DatasetVersion(models.Model):
         DEDUPE = "dedupe", "Deduplicate"
         FILTER = "filter", "Quality filter"
         SPLIT = "split", "Re-split"
+        REDACT = "redact", "Redact (privacy review approved)"
+
+    class Privacy(models.TextChoices):
+        RAW = "raw", "Not reviewed: may contain personal data"
+        APPROVED = "approved", "Redacted and approved by a privacy reviewer"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -61,6 +66,7 @@ class DatasetVersion(models.Model):
     operation_params = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     row_count = models.PositiveIntegerField(default=0)
+    privacy = models.CharField(max_length=10, choices=Privacy.choices, default=Privacy.RAW)
     split_seed = models.IntegerField(default=13)
     split_ratios = models.JSONField(default=dict)
     stats = models.JSONField(default=dict, blank=True)
@@ -81,6 +87,10 @@ class DatasetVersion(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
+
+    @property
+    def is_approved(self) -> bool:
+        return self.is_ready and self.privacy == self.Privacy.APPROVED
 
 
 class Flag(models.IntegerChoices):
@@ -262,3 +272,109 @@ class DuplicateGroup(models.Model):
 
     def __str__(self) -> str:
         return f"Group of {len(self.example_ids)}"
+
+
+class RedactionRun(models.Model):
+    """Detection of personal data over one version, its review, and (when approved) the redacted version."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Looking for personal data"
+        REVIEW = "review", "Ready for review"
+        APPROVED = "approved", "Approved"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.REVIEW)
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="redaction_runs")
+    config = models.JSONField(default=dict, help_text="Entity types, thresholds, operators, allow/deny lists.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    processed = models.PositiveIntegerField(default=0)
+    last_row_index = models.BigIntegerField(default=0, help_text="Detection resumes after this row.")
+    finding_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pseudonym_map = models.BinaryField(blank=True, default=b"", help_text="Encrypted original → surrogate map.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("review_redactionrun", "Can review and approve personal-data findings"),
+            ("view_pseudonyms", "Can read the original values behind pseudonyms"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=Q(status__in=["queued", "running", "review"]),
+                name="one_open_redaction_per_version",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="redaction_progress_0_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Redaction #{self.pk} of {self.version}"
+
+    @property
+    def is_detecting(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class FindingQuerySet(models.QuerySet):
+    def pending(self) -> "FindingQuerySet":
+        return self.filter(status=Finding.Status.PENDING)
+
+    def accepted(self) -> "FindingQuerySet":
+        return self.filter(status=Finding.Status.ACCEPTED)
+
+
+class Finding(models.Model):
+    """One span of personal data in one field of one example, proposed by a recognizer or added by a reviewer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not reviewed"
+        ACCEPTED = "accepted", "Redact"
+        REJECTED = "rejected", "Keep (not personal data)"
+
+    run = models.ForeignKey(RedactionRun, on_delete=models.CASCADE, related_name="findings")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="findings")
+    field = models.CharField(max_length=120, help_text="input, target, or metadata.<key>")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    entity_type = models.CharField(max_length=40)
+    score = models.FloatField()
+    recognizer = models.CharField(max_length=80, help_text="Which recognizer proposed it, or 'reviewer'.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    revision = models.PositiveIntegerField(default=0, help_text="Bumped on every decision (optimistic locking).")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = FindingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "example", "field", "start"]
+        indexes = [
+            models.Index(fields=["run", "status", "entity_type"]),
+            models.Index(fields=["run", "example"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="finding_span_not_empty"),
+            models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="finding_score_0_1"),
+            models.UniqueConstraint(fields=["run", "example", "field", "start", "end", "entity_type"],
+                                    name="finding_unique_span"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_type} {self.field}[{self.start}:{self.end}]"

@@ -216,13 +216,19 @@ def upload_stage(*, upload_id: int) -> Upload:
     On any error nothing of the import remains (the transaction rolls back) and the upload is
     marked failed with the reason. Safe to run twice: only an upload in “validating” is processed.
     """
-    upload = Upload.objects.get(pk=upload_id)
-    if upload.status != Upload.Status.VALIDATING:
-        return upload
     progress = ProgressReporter(upload_progress_key(upload_id))
     try:
         with transaction.atomic():
+            # The row lock makes a second delivery of the same task skip instead of importing twice.
+            upload = (
+                Upload.objects.select_for_update(skip_locked=True)
+                .filter(pk=upload_id, status=Upload.Status.VALIDATING)
+                .first()
+            )
+            if upload is None:
+                return Upload.objects.get(pk=upload_id)
             summary = _stage_rows(upload, progress)
+            Upload.objects.filter(pk=upload_id).update(status=Upload.Status.VALIDATED, progress=1.0, **summary)
         flag_clear(_upload_cancel_key(upload_id))
     except ImportCancelled:
         flag_clear(_upload_cancel_key(upload_id))
@@ -235,7 +241,6 @@ def upload_stage(*, upload_id: int) -> Upload:
         _upload_fail(upload_id, f"The import stopped because of an unexpected error: {exc}. Nothing was imported.",
                      progress)
         raise
-    Upload.objects.filter(pk=upload_id).update(status=Upload.Status.VALIDATED, progress=1.0, **summary)
     progress(1.0, force=True, status=Upload.Status.VALIDATED)
     return Upload.objects.get(pk=upload_id)
 

