@@ -243,4 +243,3 @@ def parse_keep(post) -> dict[int, list[int]]:
         except ValueError:
             raise ValidationError("The form was damaged; reload the page and try again.") from None
     return keep
-

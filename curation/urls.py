@@ -7,7 +7,9 @@ urlpatterns = [
     path("", views.dataset_list, name="dataset_list"),
     path("<int:dataset_id>/", views.dataset_detail, name="dataset_detail"),
     path("versions/<int:version_id>/", views.version_detail, name="version_detail"),
-    re_path(r"^versions/(?P<version_id>[0-9]+)/export\.(?P<fmt>jsonl|csv)$", views.version_export, name="version_export"),
+    re_path(
+        r"^versions/(?P<version_id>[0-9]+)/export\.(?P<fmt>jsonl|csv)$", views.version_export, name="version_export"
+    ),
     path("versions/<int:version_id>/split/", views.version_split, name="version_split"),
     path("versions/<int:version_id>/filter/", views.version_filter, name="version_filter"),
     path("versions/<int:version_id>/dedupe/", views.dedupe_start, name="dedupe_start"),

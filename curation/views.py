@@ -80,8 +80,9 @@ def dataset_detail(request, dataset_id: int):
     return render(request, "curation/dataset_detail.html", {"dataset": dataset, "versions": versions})
 
 
-def _version_page(request, version: DatasetVersion, *, split_form=None, filter_form=None, dedupe_form=None,
-                  status: int = 200):
+def _version_page(
+    request, version: DatasetVersion, *, split_form=None, filter_form=None, dedupe_form=None, status: int = 200
+):
     """The version page: statistics, downloads, curation steps and (with permission) the rows."""
     user = request.user
     stats = version.stats or {}
@@ -148,10 +149,14 @@ def version_export(request, version_id: int, fmt: str):
     name = f"{slugify(version.dataset.name) or 'dataset'}-v{version.number}"
     audit_record(actor=request.user, action="version.export", obj=version, after={"format": fmt})
     if fmt == "csv":
-        return _download(selectors.version_export_csv(version), filename=f"{name}.csv",
-                         content_type="text/csv; charset=utf-8")
-    return _download(selectors.version_export_jsonl(version), filename=f"{name}.jsonl",
-                     content_type="application/x-ndjson; charset=utf-8")
+        return _download(
+            selectors.version_export_csv(version), filename=f"{name}.csv", content_type="text/csv; charset=utf-8"
+        )
+    return _download(
+        selectors.version_export_jsonl(version),
+        filename=f"{name}.jsonl",
+        content_type="application/x-ndjson; charset=utf-8",
+    )
 
 
 @login_required
@@ -162,8 +167,9 @@ def version_split(request, version_id: int):
     form = SplitForm(request.POST)
     if form.is_valid():
         try:
-            new = services.version_split(version=version, actor=request.user, seed=form.cleaned_data["seed"],
-                                         ratios=form.ratios())
+            new = services.version_split(
+                version=version, actor=request.user, seed=form.cleaned_data["seed"], ratios=form.ratios()
+            )
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
@@ -185,7 +191,9 @@ def version_filter(request, version_id: int):
             add_service_errors(form, exc)
         else:
             removed = version.row_count - new.row_count
-            messages.success(request, f"Version {new.number} is ready: {removed:,} rows removed, {new.row_count:,} kept.")
+            messages.success(
+                request, f"Version {new.number} is ready: {removed:,} rows removed, {new.row_count:,} kept."
+            )
             return redirect("curation:version_detail", new.pk)
     return _version_page(request, version, filter_form=form)
 
@@ -201,8 +209,12 @@ def dedupe_start(request, version_id: int):
     form = DedupeForm(request.POST)
     if form.is_valid():
         try:
-            run = services.dedupe_run_start(version=version, actor=request.user, mode=form.cleaned_data["mode"],
-                                            threshold=form.cleaned_data["threshold"])
+            run = services.dedupe_run_start(
+                version=version,
+                actor=request.user,
+                mode=form.cleaned_data["mode"],
+                threshold=form.cleaned_data["threshold"],
+            )
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
@@ -212,8 +224,14 @@ def dedupe_start(request, version_id: int):
 
 def _dedupe_progress(run: DedupeRun) -> dict:
     finished = run.status not in (DedupeRun.Status.QUEUED, DedupeRun.Status.RUNNING)
-    return {"status": run.status, "label": run.get_status_display(), "fraction": run.progress, "eta_seconds": None,
-            "rows": None, "finished": finished}
+    return {
+        "status": run.status,
+        "label": run.get_status_display(),
+        "fraction": run.progress,
+        "eta_seconds": None,
+        "rows": None,
+        "finished": finished,
+    }
 
 
 def _keep_session_key(run: DedupeRun) -> str:
@@ -224,7 +242,12 @@ def _keep_session_key(run: DedupeRun) -> str:
 @permission_required([CURATE, VIEW_EXAMPLES], raise_exception=True)
 def dedupe_detail(request, run_id: int):
     run = get_object_or_404(DedupeRun.objects.select_related("version__dataset", "result_version"), pk=run_id)
-    context = {"run": run, "version": run.version, "dataset": run.version.dataset, "run_progress": _dedupe_progress(run)}
+    context = {
+        "run": run,
+        "version": run.version,
+        "dataset": run.version.dataset,
+        "run_progress": _dedupe_progress(run),
+    }
     if run.status == DedupeRun.Status.DONE:
         page = Paginator(run.groups.all(), GROUP_PAGE_SIZE).get_page(request.GET.get("page"))
         chosen = request.session.get(_keep_session_key(run), {})
@@ -263,8 +286,9 @@ def dedupe_apply(request, run_id: int):
     if goto.isdigit():
         return redirect(f"{detail}?page={goto}")
     try:
-        new = services.dedupe_run_apply(run=run, actor=request.user,
-                                        keep={int(group): ids for group, ids in chosen.items()})
+        new = services.dedupe_run_apply(
+            run=run, actor=request.user, keep={int(group): ids for group, ids in chosen.items()}
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(f"{detail}?page={request.POST.get('page', 1)}")
@@ -295,8 +319,11 @@ def upload_create(request):
             file = form.cleaned_data["file"]
             try:
                 upload = services.upload_create(
-                    actor=request.user, file=file, original_name=file.name,
-                    dataset_name=form.cleaned_data["dataset_name"], fmt=form.cleaned_data["format"] or None,
+                    actor=request.user,
+                    file=file,
+                    original_name=file.name,
+                    dataset_name=form.cleaned_data["dataset_name"],
+                    fmt=form.cleaned_data["format"] or None,
                     task_type=form.cleaned_data["task_type"],
                 )
             except ValidationError as exc:
@@ -391,8 +418,9 @@ def upload_map(request, upload_id: int):
     form = MappingForm(request.POST, upload=upload)
     if form.is_valid() and request.POST.get("action") != "preview":
         try:
-            upload = services.upload_set_mapping(upload=upload, actor=request.user, mapping=form.mapping(),
-                                                 task_type=form.cleaned_data["task_type"])
+            upload = services.upload_set_mapping(
+                upload=upload, actor=request.user, mapping=form.mapping(), task_type=form.cleaned_data["task_type"]
+            )
             services.upload_start_validation(upload=upload, actor=request.user)
         except ValidationError as exc:
             add_service_errors(form, exc)
@@ -454,5 +482,8 @@ def upload_commit(request, upload_id: int):
 def upload_report(request, upload_id: int):
     upload = _upload_or_404(upload_id)
     stem = slugify(Path(upload.original_name).stem) or "upload"
-    return _download(selectors.upload_report_csv(upload), filename=f"{stem}-rejected-rows.csv",
-                     content_type="text/csv; charset=utf-8")
+    return _download(
+        selectors.upload_report_csv(upload),
+        filename=f"{stem}-rejected-rows.csv",
+        content_type="text/csv; charset=utf-8",
+    )

@@ -32,7 +32,20 @@
         })
         .finally(function () { preview.removeAttribute("aria-busy"); });
     };
+    // A column chosen for a role above is not also offered as metadata.
+    var syncMetadata = function () {
+      var used = {};
+      form.querySelectorAll("select").forEach(function (select) {
+        if (select.value) { used[select.value] = true; }
+      });
+      form.querySelectorAll('input[name="metadata"]').forEach(function (box) {
+        box.disabled = Boolean(used[box.value]);
+        box.title = box.disabled ? "Used above" : "";
+      });
+    };
+    syncMetadata();
     form.addEventListener("change", function () {
+      syncMetadata();
       clearTimeout(timer);
       timer = setTimeout(refresh, 150);
     });

@@ -42,8 +42,11 @@ def test_logout_is_a_post_form_in_the_navigation(client, curator):
 @pytest.mark.parametrize(
     ("persona", "present", "absent"),
     [
-        ("curator", ["Upload a file", "Clean a dataset", "Download a version", "read, search and filter"],
-         ["Read the audit log"]),
+        (
+            "curator",
+            ["Upload a file", "Clean a dataset", "Download a version", "read, search and filter"],
+            ["Read the audit log"],
+        ),
         ("engineer", ["Upload a file", "Clean a dataset"], ["Read the audit log"]),
         ("admin", ["Upload a file", "Read the audit log"], []),
         ("privacy_reviewer", ["See the datasets", "read, search and filter"], ["Upload a file", "Clean a dataset"]),
@@ -108,8 +111,13 @@ def test_audit_log_is_for_admins_only(client, make_user, persona):
 
 
 def test_audit_log_shows_who_what_which_when_and_the_change(client, admin_user, curator):
-    audit_record(actor=curator, action="upload.map", obj=curator, before={"task_type": "sft"},
-                 after={"task_type": "classification"})
+    audit_record(
+        actor=curator,
+        action="upload.map",
+        obj=curator,
+        before={"task_type": "sft"},
+        after={"task_type": "classification"},
+    )
     client.force_login(admin_user)
     html = client.get(reverse("accounts:audit_list")).content.decode()
     assert "upload.map" in html and "curator" in html

@@ -24,8 +24,11 @@ SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 @pytest.fixture
 def browser(monkeypatch):
     if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}. Install it with `apt-get install -y chromium`; "
-                    "the browser tests must run, not skip.", pytrace=False)
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}. Install it with `apt-get install -y chromium`; "
+            "the browser tests must run, not skip.",
+            pytrace=False,
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -61,16 +64,20 @@ def page(browser, live_server):
 
 
 @pytest.fixture
-def screenshot(page):
-    """Save a full-page screenshot under var/screenshots/ (01-login.png, 02-..., in the order taken)."""
+def screenshots(page):
+    """Make a camera: ``shot = screenshots("dedupe-")``; ``shot("login")`` saves var/screenshots/dedupe-01-login.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    count = 0
 
-    def take(name: str) -> Path:
-        nonlocal count
-        count += 1
-        path = SCREENSHOTS / f"{count:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        return path
+    def camera(prefix: str = ""):
+        count = 0
 
-    return take
+        def take(name: str) -> Path:
+            nonlocal count
+            count += 1
+            path = SCREENSHOTS / f"{prefix}{count:02d}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+            return path
+
+        return take
+
+    return camera

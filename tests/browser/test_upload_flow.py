@@ -5,21 +5,35 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from curation.models import DatasetVersion, Upload
+from curation import services
+from curation.models import DatasetVersion, DedupeRun, Upload
 
-TICKETS = """Customer message,Agent answer,Team,Priority
-"Hello, I was charged twice for order 4471. Can you refund the second payment?","Sorry about that! We refunded the second payment today; it shows in 3 to 5 days.",billing,high
-Where is my parcel? Tracking has not changed since Monday.,The carrier had a delay; your parcel arrives tomorrow.,delivery,normal
-How do I reset my password?,"Choose Forgot password on the login page, then follow the link in the email.",accounts,low
-The kettle I bought arrived broken,,billing,high
-"<script>alert('x')</script> My invoice shows the wrong VAT number.",We corrected the VAT number and sent you a new invoice.,billing,normal
-Can I change the delivery address after ordering?,"Yes, until the parcel ships: open the order and choose Change address.",delivery,low
-"""
+TICKETS = (
+    "\n".join(
+        [
+            "Customer message,Agent answer,Team,Priority",
+            '"Hello, I was charged twice for order 4471. Can you refund the second payment?",'
+            '"Sorry about that! We refunded the second payment today; it shows in 3 to 5 days.",billing,high',
+            "Where is my parcel? Tracking has not changed since Monday.,"
+            "The carrier had a delay; your parcel arrives tomorrow.,delivery,normal",
+            "How do I reset my password?,"
+            '"Choose Forgot password on the login page, then follow the link in the email.",accounts,low',
+            "The kettle I bought arrived broken,,billing,high",  # no answer: rejected
+            "\"<script>alert('x')</script> My invoice shows the wrong VAT number.\","
+            "We corrected the VAT number and sent you a new invoice.,billing,normal",
+            "Can I change the delivery address after ordering?,"
+            '"Yes, until the parcel ships: open the order and choose Change address.",delivery,low',
+        ]
+    )
+    + "\n"
+)
 
 
 @pytest.mark.browser
-def test_curator_uploads_checks_imports_and_browses(live_server, celery_worker_proc, make_user, page, screenshot,
-                                                    tmp_path):
+def test_curator_uploads_checks_imports_and_browses(
+    live_server, celery_worker_proc, make_user, page, screenshots, tmp_path
+):
+    screenshot = screenshots()
     make_user("curator", username="casey", first_name="Casey", last_name="Curator")
     csv_path = tmp_path / "support-tickets.csv"
     csv_path.write_text(TICKETS, encoding="utf-8")
@@ -98,3 +112,56 @@ def test_curator_uploads_checks_imports_and_browses(live_server, celery_worker_p
     expect(page.locator("dl.kv")).to_contain_text("Priority")
     expect(page.locator("dl.facts")).to_contain_text("delivery")
     screenshot("example")
+
+
+def _log_in(page, username: str) -> None:
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("pw-for-tests-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
+
+
+@pytest.mark.browser
+def test_curator_reviews_and_removes_duplicates(
+    live_server, celery_worker_proc, make_user, page, screenshots, tmp_path
+):
+    screenshot = screenshots("dedupe-")
+    curator = make_user("curator", username="casey")
+    path = tmp_path / "tickets.csv"
+    # Each ticket twice, the second time in other case and punctuation: duplicates for a reader, not for a byte check.
+    body = TICKETS.split("\n", 1)[1]
+    path.write_text(TICKETS + body.upper().replace(".", "!"), encoding="utf-8")
+    upload = services.dataset_import(
+        path=path,
+        dataset_name="Doubled tickets",
+        actor=curator,
+        mapping={"input": "Customer message", "target": "Agent answer", "group": "Team"},
+    )
+    version = upload.version
+    assert version.row_count == 10
+
+    _log_in(page, "casey")
+    page.goto(f"/datasets/versions/{version.pk}/")
+    page.get_by_text("Remove duplicates").click()
+    page.get_by_label("Exact (same text after normalising case, spaces and punctuation)").check()
+    page.get_by_role("button", name="Look for duplicates").click()
+
+    # The page polls the worker's progress, then shows the groups side by side.
+    expect(page.get_by_role("heading", name="Duplicates in version 1")).to_be_visible()
+    screenshot("progress")
+    expect(page.locator("fieldset.dup-group")).to_have_count(5, timeout=90_000)
+    screenshot("groups")
+    first_group = page.locator("fieldset.dup-group").first
+    boxes = first_group.get_by_role("checkbox")
+    expect(boxes.nth(0)).to_be_checked()
+    expect(boxes.nth(1)).not_to_be_checked()
+    boxes.nth(1).check()  # keep both rows of the first group
+    page.get_by_role("button", name="Apply and make the new version").click()
+
+    expect(page.get_by_role("heading", name=re.compile(r"Doubled tickets\s+· version 2"))).to_be_visible()
+    expect(page.locator(".messages")).to_contain_text("4 duplicate rows removed")
+    expect(page.locator("table.rows tbody tr")).to_have_count(6)
+    screenshot("result")
+    run = DedupeRun.objects.get()
+    assert run.status == DedupeRun.Status.APPLIED and run.result_version.row_count == 6

@@ -33,7 +33,9 @@ TICKETS_CSV = (
 def _import(actor, write_file, name="Support tickets", content=TICKETS_CSV, **mapping):
     path = write_file(f"{name.replace(' ', '_')}.csv", content)
     upload = services.dataset_import(
-        path=path, dataset_name=name, actor=actor,
+        path=path,
+        dataset_name=name,
+        actor=actor,
         mapping=mapping or {"input": "question", "target": "answer", "group": "segment"},
     )
     return upload.version
@@ -42,8 +44,9 @@ def _import(actor, write_file, name="Support tickets", content=TICKETS_CSV, **ma
 def _upload(actor, write_file, content, name="new.csv", dataset="New tickets", task_type="sft"):
     path = write_file(name, content)
     with open(path, "rb") as handle:
-        return services.upload_create(actor=actor, file=File(handle, name=name), original_name=name,
-                                      dataset_name=dataset, task_type=task_type)
+        return services.upload_create(
+            actor=actor, file=File(handle, name=name), original_name=name, dataset_name=dataset, task_type=task_type
+        )
 
 
 @pytest.fixture
@@ -196,8 +199,9 @@ def test_dataset_detail_lists_versions_with_lineage(client, site, curator):
 
 def test_version_page_shows_stats_rows_and_lineage(client, site, curator):
     version = site["version"]
-    child = services.version_split(version=version, actor=curator, seed=7, ratios={"train": 0.6, "validation": 0.2,
-                                                                                      "test": 0.2})
+    child = services.version_split(
+        version=version, actor=curator, seed=7, ratios={"train": 0.6, "validation": 0.2, "test": 0.2}
+    )
     client.force_login(curator)
     html = client.get(reverse("curation:version_detail", args=[child.pk])).content.decode()
     assert "Where is my refund for order 1001?" in html
@@ -266,8 +270,12 @@ def test_browse_pages_by_row_number_both_ways(client, curator):
 def test_search_and_filters_keep_each_other_across_pages(client, curator):
     version = VersionFactory(row_count=80, stats={"splits": {"train": 80}, "groups": {"retail": 60, "business": 20}})
     for index in range(1, 81):
-        ExampleFactory(version=version, row_index=index, group="retail" if index <= 60 else "business",
-                       input=f"Refund request {index}" if index % 2 else f"Address change {index}")
+        ExampleFactory(
+            version=version,
+            row_index=index,
+            group="retail" if index <= 60 else "business",
+            input=f"Refund request {index}" if index % 2 else f"Address change {index}",
+        )
     client.force_login(curator)
     url = reverse("curation:version_detail", args=[version.pk])
     context = client.get(url, {"q": "refund", "group": "retail"}).context
@@ -290,20 +298,37 @@ def test_flag_filter(client, curator):
 
 def test_example_page_shows_every_part_of_the_row(client, curator):
     version = VersionFactory()
-    example = ExampleFactory(version=version, label="billing", group="retail", source_line=17, flags=4,
-                             metadata={"priority": "high", "channel": "email"})
+    example = ExampleFactory(
+        version=version,
+        label="billing",
+        group="retail",
+        source_line=17,
+        flags=4,
+        metadata={"priority": "high", "channel": "email"},
+    )
     client.force_login(curator)
     html = client.get(reverse("curation:example_detail", args=[example.pk])).content.decode()
-    for text in (example.input, example.target, "billing", "retail", "line 17", "priority", "high",
-                 "Probably not English", "Train"):
+    for text in (
+        example.input,
+        example.target,
+        "billing",
+        "retail",
+        "line 17",
+        "priority",
+        "high",
+        "Probably not English",
+        "Train",
+    ):
         assert text in html
 
 
 def test_html_in_example_text_is_escaped(client, site, curator):
     client.force_login(curator)
     example = Example.objects.get(version=site["version"], input__contains="<script>")
-    for url in (reverse("curation:version_detail", args=[site["version"].pk]),
-                reverse("curation:example_detail", args=[example.pk])):
+    for url in (
+        reverse("curation:version_detail", args=[site["version"].pk]),
+        reverse("curation:example_detail", args=[example.pk]),
+    ):
         html = client.get(url).content.decode()
         assert "<script>alert" not in html
         assert "&lt;script&gt;alert" in html
@@ -325,7 +350,7 @@ def test_jsonl_export_streams_every_row_with_a_sensible_name(client, site, curat
 
 def test_csv_export_neutralises_cells_that_spreadsheets_would_run(client, curator):
     version = VersionFactory(dataset__name="Formulas")
-    dangerous = ["=HYPERLINK(\"http://evil\")", "+1+2", "-3", "@SUM(A1)"]
+    dangerous = ['=HYPERLINK("http://evil")', "+1+2", "-3", "@SUM(A1)"]
     for index, text in enumerate(dangerous, start=1):
         ExampleFactory(version=version, row_index=index, input=text, target="fine")
     client.force_login(curator)
@@ -346,8 +371,10 @@ def test_unknown_export_format_is_not_found(client, site, curator):
 
 def test_resplit_makes_a_new_version(client, site, curator):
     client.force_login(curator)
-    response = client.post(reverse("curation:version_split", args=[site["version"].pk]),
-                           {"seed": 99, "train": "60", "validation": "20", "test": "20"})
+    response = client.post(
+        reverse("curation:version_split", args=[site["version"].pk]),
+        {"seed": 99, "train": "60", "validation": "20", "test": "20"},
+    )
     new = DatasetVersion.objects.get(parent=site["version"], operation="split")
     assert response.status_code == 302 and response["Location"] == reverse("curation:version_detail", args=[new.pk])
     assert new.split_seed == 99 and new.split_ratios == {"train": 0.6, "validation": 0.2, "test": 0.2}
@@ -356,10 +383,15 @@ def test_resplit_makes_a_new_version(client, site, curator):
 
 def test_resplit_shares_that_do_not_add_up_are_explained(client, site, curator):
     client.force_login(curator)
-    response = client.post(reverse("curation:version_split", args=[site["version"].pk]),
-                           {"seed": 1, "train": "70", "validation": "20", "test": "20"})
+    response = client.post(
+        reverse("curation:version_split", args=[site["version"].pk]),
+        {"seed": 1, "train": "70", "validation": "20", "test": "20"},
+    )
     assert response.status_code == 200
-    assert "must add up to 100%" in response.content.decode()
+    html = response.content.decode()
+    assert "must add up to 100%" in html
+    # The search box of the page shown at the POST address still searches the version page.
+    assert f'action="{reverse("curation:version_detail", args=[site["version"].pk])}"' in html
     assert not DatasetVersion.objects.filter(parent=site["version"]).exists()
 
 
@@ -373,8 +405,9 @@ def test_quality_filter_makes_a_new_version(client, site, curator):
 
 def test_quality_filter_errors_appear_next_to_the_field(client, site, curator):
     client.force_login(curator)
-    response = client.post(reverse("curation:version_filter", args=[site["version"].pk]),
-                           {"min_chars": "50", "max_chars": "10"})
+    response = client.post(
+        reverse("curation:version_filter", args=[site["version"].pk]), {"min_chars": "50", "max_chars": "10"}
+    )
     html = response.content.decode()
     field = re.search(r'id="field-max_chars".*?</div>', html, re.S).group(0)
     assert "at least the minimum length" in field
@@ -395,9 +428,14 @@ def test_deduplicate_review_and_apply(client, site, curator):
     assert not re.search(rf'value="{second}"\s+checked', html)
 
     # Keep both rows of the first group; every other group keeps its first row.
-    response = client.post(reverse("curation:dedupe_apply", args=[run.pk]), {
-        "groups": [first_group.pk], f"keep_{first_group.pk}": [kept, second], "action": "apply",
-    })
+    response = client.post(
+        reverse("curation:dedupe_apply", args=[run.pk]),
+        {
+            "groups": [first_group.pk],
+            f"keep_{first_group.pk}": [kept, second],
+            "action": "apply",
+        },
+    )
     run.refresh_from_db()
     assert run.status == DedupeRun.Status.APPLIED
     assert response["Location"] == reverse("curation:version_detail", args=[run.result_version.pk])
@@ -408,8 +446,9 @@ def test_deduplicate_refuses_a_group_with_nothing_kept(client, site, curator):
     run = site["run"]
     group = run.groups.order_by("id").first()
     client.force_login(curator)
-    response = client.post(reverse("curation:dedupe_apply", args=[run.pk]),
-                           {"groups": [group.pk], "action": "apply"}, follow=True)
+    response = client.post(
+        reverse("curation:dedupe_apply", args=[run.pk]), {"groups": [group.pk], "action": "apply"}, follow=True
+    )
     assert f"Keep at least one row of group {group.pk}." in response.content.decode()
     run.refresh_from_db()
     assert run.status == DedupeRun.Status.DONE
@@ -417,8 +456,9 @@ def test_deduplicate_refuses_a_group_with_nothing_kept(client, site, curator):
 
 def test_deduplicate_start_queues_a_run_and_shows_progress(client, site, curator):
     client.force_login(curator)
-    response = client.post(reverse("curation:dedupe_start", args=[site["version"].pk]),
-                           {"mode": "near", "threshold": "0.9"})
+    response = client.post(
+        reverse("curation:dedupe_start", args=[site["version"].pk]), {"mode": "near", "threshold": "0.9"}
+    )
     run = DedupeRun.objects.get(version=site["version"])
     assert response["Location"] == reverse("curation:dedupe_detail", args=[run.pk])
     html = client.get(response["Location"]).content.decode()
@@ -429,8 +469,9 @@ def test_deduplicate_start_queues_a_run_and_shows_progress(client, site, curator
 
 def test_deduplicate_threshold_out_of_range_is_explained(client, site, curator):
     client.force_login(curator)
-    response = client.post(reverse("curation:dedupe_start", args=[site["version"].pk]),
-                           {"mode": "near", "threshold": "3"})
+    response = client.post(
+        reverse("curation:dedupe_start", args=[site["version"].pk]), {"mode": "near", "threshold": "3"}
+    )
     field = re.search(r'id="field-threshold".*?</div>', response.content.decode(), re.S).group(0)
     assert "less than or equal to 1" in field
 
@@ -446,13 +487,26 @@ def test_dedupe_choices_are_remembered_between_pages(client, make_user, write_fi
     client.force_login(owner)
     apply_url = reverse("curation:dedupe_apply", args=[run.pk])
     first = groups[0]
-    response = client.post(apply_url, {"groups": [g.pk for g in groups[:20]], f"keep_{first.pk}": first.example_ids[1],
-                                       **{f"keep_{g.pk}": g.example_ids[0] for g in groups[1:20]}, "goto": "2"})
+    response = client.post(
+        apply_url,
+        {
+            "groups": [g.pk for g in groups[:20]],
+            f"keep_{first.pk}": first.example_ids[1],
+            **{f"keep_{g.pk}": g.example_ids[0] for g in groups[1:20]},
+            "goto": "2",
+        },
+    )
     assert response["Location"].endswith("?page=2")
     page_two = client.get(response["Location"]).content.decode()
     assert "other pages are remembered" in page_two
-    response = client.post(apply_url, {"groups": [g.pk for g in groups[20:]],
-                                       **{f"keep_{g.pk}": g.example_ids[0] for g in groups[20:]}, "action": "apply"})
+    response = client.post(
+        apply_url,
+        {
+            "groups": [g.pk for g in groups[20:]],
+            **{f"keep_{g.pk}": g.example_ids[0] for g in groups[20:]},
+            "action": "apply",
+        },
+    )
     run.refresh_from_db()
     kept = set(run.result_version.examples.values_list("input", flat=True))
     assert "question 0!" in kept and "Question 0" not in kept
@@ -465,8 +519,9 @@ def test_dedupe_choices_are_remembered_between_pages(client, make_user, write_fi
 def test_upload_form_creates_an_upload_and_opens_the_mapping(client, curator):
     client.force_login(curator)
     file = SimpleUploadedFile("tickets.csv", b"Customer message,Agent answer\nHello,Hi\n", content_type="text/csv")
-    response = client.post(reverse("curation:upload_create"),
-                           {"dataset_name": "Tickets", "task_type": "sft", "format": "", "file": file})
+    response = client.post(
+        reverse("curation:upload_create"), {"dataset_name": "Tickets", "task_type": "sft", "format": "", "file": file}
+    )
     upload = Upload.objects.get()
     assert response["Location"] == reverse("curation:upload_detail", args=[upload.pk])
     assert upload.columns == ["Customer message", "Agent answer"]
@@ -506,8 +561,9 @@ def test_a_slightly_too_large_upload_keeps_the_other_fields(client, curator, set
     settings.TUNINGDESK_MAX_UPLOAD_BYTES = 100
     client.force_login(curator)
     file = SimpleUploadedFile("big.csv", b"question,answer\n" + b"a,b\n" * 100)
-    response = client.post(reverse("curation:upload_create"),
-                           {"dataset_name": "Kept name", "task_type": "sft", "file": file})
+    response = client.post(
+        reverse("curation:upload_create"), {"dataset_name": "Kept name", "task_type": "sft", "file": file}
+    )
     html = response.content.decode()
     assert "The file is larger than the limit of 100 bytes." in html
     assert 'value="Kept name"' in html
@@ -519,8 +575,10 @@ def test_html_in_column_names_and_preview_rows_is_escaped(client, curator, write
     html = client.get(reverse("curation:upload_detail", args=[upload.pk])).content.decode()
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&quot;col&quot;)" in html  # the column name, in the mapping choices
-    preview = client.get(reverse("curation:upload_preview", args=[upload.pk]),
-                         {"input": '<script>alert("col")</script>', "target": "answer", "task_type": "sft"})
+    preview = client.get(
+        reverse("curation:upload_preview", args=[upload.pk]),
+        {"input": '<script>alert("col")</script>', "target": "answer", "task_type": "sft"},
+    )
     html = preview.content.decode()
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&quot;row&quot;)" in html  # the row text, in the preview
@@ -532,8 +590,9 @@ def test_preview_follows_the_mapping(client, curator, write_file):
     url = reverse("curation:upload_preview", args=[upload.pk])
     html = client.get(url, {"task_type": "sft", "input": "Customer message"}).content.decode()
     assert "needs a target (response) column" in html
-    html = client.get(url, {"task_type": "sft", "input": "Customer message", "target": "Agent answer",
-                            "metadata": ["Team"]}).content.decode()
+    html = client.get(
+        url, {"task_type": "sft", "input": "Customer message", "target": "Agent answer", "metadata": ["Team"]}
+    ).content.decode()
     assert "Where is my parcel?" in html and "On its way." in html and "north" in html
 
 
@@ -557,8 +616,10 @@ def test_mapping_errors_appear_next_to_the_fields(client, curator, write_file):
 def test_preview_button_shows_the_preview_without_saving(client, curator, write_file):
     upload = _upload(curator, write_file, "a,b\nWhere is my parcel?,On its way.\n")
     client.force_login(curator)
-    response = client.post(reverse("curation:upload_map", args=[upload.pk]),
-                           {"task_type": "sft", "input": "a", "target": "b", "action": "preview"})
+    response = client.post(
+        reverse("curation:upload_map", args=[upload.pk]),
+        {"task_type": "sft", "input": "a", "target": "b", "action": "preview"},
+    )
     assert response.status_code == 200
     assert "Where is my parcel?" in response.content.decode()
     upload.refresh_from_db()
@@ -566,11 +627,15 @@ def test_preview_button_shows_the_preview_without_saving(client, curator, write_
 
 
 def test_upload_check_decide_and_import(client, curator, write_file):
-    content = "question,answer\nWhere is my refund?,Sent on Monday.\nNo answer here,\nHow do I log in?,Use your email.\n"
+    content = (
+        "question,answer\nWhere is my refund?,Sent on Monday.\nNo answer here,\nHow do I log in?,Use your email.\n"
+    )
     upload = _upload(curator, write_file, content)
     client.force_login(curator)
-    response = client.post(reverse("curation:upload_map", args=[upload.pk]),
-                           {"task_type": "sft", "input": "question", "target": "answer", "action": "check"})
+    response = client.post(
+        reverse("curation:upload_map", args=[upload.pk]),
+        {"task_type": "sft", "input": "question", "target": "answer", "action": "check"},
+    )
     assert response["Location"] == reverse("curation:upload_detail", args=[upload.pk])
     upload.refresh_from_db()
     assert upload.status == Upload.Status.VALIDATING
@@ -623,8 +688,10 @@ def test_a_second_import_into_a_busy_dataset_is_refused_with_a_message(client, c
     services.upload_start_validation(upload=first, actor=curator)
     second = _upload(curator, write_file, "question,answer\nC?,D.\n", name="two.csv", dataset="Busy")
     client.force_login(curator)
-    response = client.post(reverse("curation:upload_map", args=[second.pk]),
-                           {"task_type": "sft", "input": "question", "target": "answer", "action": "check"})
+    response = client.post(
+        reverse("curation:upload_map", args=[second.pk]),
+        {"task_type": "sft", "input": "question", "target": "answer", "action": "check"},
+    )
     assert response.status_code == 200
     assert "is being imported into" in response.content.decode()
 
@@ -637,11 +704,6 @@ def test_upload_list_shows_status_and_counts(client, site, curator):
     assert "owner" in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="curation/uploadhandlers.py raises StopUpload in handle_raw_input, where Django does not catch it: "
-    "a body over the limit + 1 MB ends in a server error instead of the message (reported to the lead).",
-)
 def test_a_far_too_large_upload_from_a_browser_form_gets_the_clear_message(curator, settings):
     from django.test import Client
 
@@ -651,6 +713,8 @@ def test_a_far_too_large_upload_from_a_browser_form_gets_the_clear_message(curat
     html = client.get(reverse("curation:upload_create")).content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     file = SimpleUploadedFile("huge.csv", b"a" * (2 * 1024 * 1024))
-    response = client.post(reverse("curation:upload_create"),
-                           {"csrfmiddlewaretoken": token, "dataset_name": "Huge", "task_type": "sft", "file": file})
+    response = client.post(
+        reverse("curation:upload_create"),
+        {"csrfmiddlewaretoken": token, "dataset_name": "Huge", "task_type": "sft", "file": file},
+    )
     assert "The file is larger than the limit of 100 bytes." in response.content.decode()
