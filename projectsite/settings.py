@@ -170,6 +170,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
@@ -195,5 +196,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
-for _folder in (VAR_DIR, VAR_DIR / "tmp", MEDIA_ROOT, _BROKER_DIR / "queue", _BROKER_DIR / "processed"):
+for _folder in (VAR_DIR, VAR_DIR / "tmp", MEDIA_ROOT, *(_BROKER_DIR / name for name in ("queue", "processed", "control"))):
     _folder.mkdir(parents=True, exist_ok=True)
