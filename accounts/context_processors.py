@@ -1,6 +1,6 @@
 from django.urls import reverse
 
-from accounts.roles import VIEW_AUDIT, VIEW_DATASETS, UPLOAD, role_names_of
+from accounts.roles import UPLOAD, VIEW_AUDIT, VIEW_DATASETS, role_names_of
 
 
 def navigation(request):

@@ -60,8 +60,17 @@ ROLES: tuple[Role, ...] = (
         "admin",
         "Admin",
         "Manages accounts and reads the audit log.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_AUDIT, VIEW_REDACTION, REVIEW_REDACTION,
-         VIEW_PSEUDONYMS),
+        (
+            VIEW_DATASETS,
+            VIEW_EXAMPLES,
+            UPLOAD,
+            CURATE,
+            EXPORT,
+            VIEW_AUDIT,
+            VIEW_REDACTION,
+            REVIEW_REDACTION,
+            VIEW_PSEUDONYMS,
+        ),
     ),
 )
 

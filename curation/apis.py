@@ -350,9 +350,10 @@ class ExampleFilterInput(serializers.Serializer):
     flag = serializers.ChoiceField(
         choices=Flag.choices,
         required=False,
+        allow_blank=True,
         error_messages=_choice_error("flag", Flag.choices),
-        help_text="One quality flag bit: 1 very short, 2 very long, 4 probably not "
-        "English, 8 label outside the label set.",
+        help_text="One quality flag bit: 1 very short, 2 very long, 4 probably not English, 8 label outside "
+        "the label set.",
     )
 
 

@@ -60,7 +60,7 @@ def near_duplicate_groups(
     bands, rows = choose_bands(threshold)
     ids: list[int] = []
     signatures: list[np.ndarray] = []
-    buckets: list[dict[bytes, int]] = [dict() for _ in range(bands)]
+    buckets: list[dict[bytes, int]] = [{} for _ in range(bands)]
     parent: dict[int, int] = {}
     similarity: dict[int, float] = {}
 

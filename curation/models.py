@@ -25,7 +25,9 @@ class Dataset(models.Model):
     description = models.TextField(blank=True)
     task_type = models.CharField(max_length=20, choices=TaskType.choices, default=TaskType.SFT)
     label_set = models.JSONField(default=list, blank=True, help_text="Known labels, for classification.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DatasetQuerySet.as_manager()
@@ -70,7 +72,9 @@ class DatasetVersion(models.Model):
     split_seed = models.IntegerField(default=13)
     split_ratios = models.JSONField(default=dict)
     stats = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -172,7 +176,9 @@ class Upload(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -249,7 +255,9 @@ class DedupeRun(models.Model):
     result_version = models.ForeignKey(
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -302,10 +310,12 @@ class RedactionRun(models.Model):
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     pseudonym_map = models.BinaryField(blank=True, default=b"", help_text="Encrypted original → surrogate map.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -357,8 +367,9 @@ class Finding(models.Model):
     recognizer = models.CharField(max_length=80, help_text="Which recognizer proposed it, or 'reviewer'.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     revision = models.PositiveIntegerField(default=0, help_text="Bumped on every decision (optimistic locking).")
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
 
     objects = FindingQuerySet.as_manager()
@@ -372,8 +383,9 @@ class Finding(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(end__gt=F("start")), name="finding_span_not_empty"),
             models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="finding_score_0_1"),
-            models.UniqueConstraint(fields=["run", "example", "field", "start", "end", "entity_type"],
-                                    name="finding_unique_span"),
+            models.UniqueConstraint(
+                fields=["run", "example", "field", "start", "end", "entity_type"], name="finding_unique_span"
+            ),
         ]
 
     def __str__(self) -> str:

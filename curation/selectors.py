@@ -28,7 +28,9 @@ def version_list(dataset: Dataset) -> QuerySet[DatasetVersion]:
 
 
 def version_ready_get(version_id: int) -> DatasetVersion:
-    return DatasetVersion.objects.select_related("dataset", "parent").get(pk=version_id, status=DatasetVersion.Status.READY)
+    return DatasetVersion.objects.select_related("dataset", "parent").get(
+        pk=version_id, status=DatasetVersion.Status.READY
+    )
 
 
 def example_search(
@@ -55,8 +57,9 @@ def example_search(
     return examples.order_by("row_index")
 
 
-def example_page(examples: QuerySet[Example], *, after: int | None = None, before: int | None = None,
-                 size: int = PAGE_SIZE) -> tuple[list[Example], bool, bool]:
+def example_page(
+    examples: QuerySet[Example], *, after: int | None = None, before: int | None = None, size: int = PAGE_SIZE
+) -> tuple[list[Example], bool, bool]:
     """One page by keyset (row_index), fast at any depth: (rows, has_previous, has_next)."""
     if before is not None:
         rows = list(examples.filter(row_index__lt=before).order_by("-row_index")[: size + 1])
@@ -76,13 +79,22 @@ def upload_preview(upload: Upload, mapping: dict, rows: int = 10) -> list[dict]:
         if isinstance(item, formats.Problem):
             preview.append({"line": item.line, "problem": item.message})
         else:
-            mapped = formats.map_row(item, mapping, task_type=upload.task_type,
-                                     max_text_chars=settings.TUNINGDESK_MAX_TEXT_CHARS)
+            mapped = formats.map_row(
+                item, mapping, task_type=upload.task_type, max_text_chars=settings.TUNINGDESK_MAX_TEXT_CHARS
+            )
             if isinstance(mapped, list):
                 preview.append({"line": item.line, "problem": "; ".join(p.message for p in mapped)})
             else:
-                preview.append({"line": item.line, "input": mapped.input, "target": mapped.target,
-                                "label": mapped.label, "group": mapped.group, "metadata": mapped.metadata})
+                preview.append(
+                    {
+                        "line": item.line,
+                        "input": mapped.input,
+                        "target": mapped.target,
+                        "label": mapped.label,
+                        "group": mapped.group,
+                        "metadata": mapped.metadata,
+                    }
+                )
         if len(preview) >= rows:
             break
     return preview
@@ -105,8 +117,16 @@ def _export_rows(version: DatasetVersion) -> Iterator[dict]:
         "row_index", "split", "input", "target", "label", "group", "metadata"
     )
     for row_index, split, text, target, label, group, metadata in rows.iterator(chunk_size=5000):
-        yield {"id": f"{version.pk}-{row_index}", "row": row_index, "split": split, "input": text,
-               "target": target, "label": label, "group": group, "metadata": metadata}
+        yield {
+            "id": f"{version.pk}-{row_index}",
+            "row": row_index,
+            "split": split,
+            "input": text,
+            "target": target,
+            "label": label,
+            "group": group,
+            "metadata": metadata,
+        }
 
 
 def version_export_jsonl(version: DatasetVersion) -> Iterator[str]:
@@ -133,8 +153,15 @@ def upload_report_csv(upload: Upload) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(["line", "field", "reason", "message", "excerpt"])
     for count, problem in enumerate(upload.problems.order_by("line", "id").iterator(chunk_size=5000), start=1):
-        writer.writerow([problem.line, _neutralise(problem.field), problem.reason, _neutralise(problem.message),
-                         _neutralise(problem.excerpt)])
+        writer.writerow(
+            [
+                problem.line,
+                _neutralise(problem.field),
+                problem.reason,
+                _neutralise(problem.message),
+                _neutralise(problem.excerpt),
+            ]
+        )
         if count % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -135,8 +135,7 @@ def redaction_run_execute(*, run_id: int, stale_after_seconds: int = 600) -> Red
     now = timezone.now()
     stale = now - timezone.timedelta(seconds=stale_after_seconds)
     claimed = RedactionRun.objects.filter(
-        Q(status=RedactionRun.Status.QUEUED)
-        | Q(status=RedactionRun.Status.RUNNING, heartbeat_at__lt=stale),
+        Q(status=RedactionRun.Status.QUEUED) | Q(status=RedactionRun.Status.RUNNING, heartbeat_at__lt=stale),
         pk=run_id,
     ).update(status=RedactionRun.Status.RUNNING, heartbeat_at=now, started_at=now)
     if not claimed:
@@ -146,18 +145,23 @@ def redaction_run_execute(*, run_id: int, stale_after_seconds: int = 600) -> Red
         engine = engine_for(run)
         total = max(run.version.row_count, 1)
         while True:
-            examples = list(
-                run.version.examples.filter(row_index__gt=run.last_row_index).order_by("row_index")[:CHUNK]
-            )
+            examples = list(run.version.examples.filter(row_index__gt=run.last_row_index).order_by("row_index")[:CHUNK])
             if not examples:
                 break
             fields = [(example, name, text) for example in examples for name, text in _text_fields(example)]
             found: list[Finding] = []
             for (example, name, _), spans in zip(fields, engine.detect(text for _, _, text in fields), strict=True):
                 found.extend(
-                    Finding(run=run, example=example, field=name, start=span.start, end=span.end,
-                            entity_type=span.entity_type, score=round(min(max(span.score, 0.0), 1.0), 4),
-                            recognizer=span.recognizer[:80])
+                    Finding(
+                        run=run,
+                        example=example,
+                        field=name,
+                        start=span.start,
+                        end=span.end,
+                        entity_type=span.entity_type,
+                        score=round(min(max(span.score, 0.0), 1.0), 4),
+                        recognizer=span.recognizer[:80],
+                    )
                     for span in spans
                 )
             with transaction.atomic():
@@ -230,13 +234,19 @@ def finding_decide(*, finding: Finding, actor, status: str, revision: int, entit
                 "Reload to see the latest decision."
             )
         finding.refresh_from_db()
-        audit_record(actor=actor, action="finding.decide", obj=finding, before=before,
-                     after={"status": status, "entity_type": finding.entity_type})
+        audit_record(
+            actor=actor,
+            action="finding.decide",
+            obj=finding,
+            before=before,
+            after={"status": status, "entity_type": finding.entity_type},
+        )
     return finding
 
 
-def finding_add(*, run: RedactionRun, example: Example, field: str, start: int, end: int, entity_type: str,
-                actor) -> Finding:
+def finding_add(
+    *, run: RedactionRun, example: Example, field: str, start: int, end: int, entity_type: str, actor
+) -> Finding:
     """A reviewer marks a span the detector missed; it is accepted at once."""
     _require_review_open(run)
     if example.version_id != run.version_id:
@@ -247,27 +257,46 @@ def finding_add(*, run: RedactionRun, example: Example, field: str, start: int, 
     if entity_type not in pii.SUPPORTED_ENTITIES:
         raise ValidationError({"entity_type": f"Unknown entity type {entity_type!r}."})
     if not 0 <= start < end <= len(text):
-        raise ValidationError(
-            {"end": f"The span {start}–{end} is outside the text, which has {len(text)} characters."}
-        )
+        raise ValidationError({"end": f"The span {start}–{end} is outside the text, which has {len(text)} characters."})
     if not text[start:end].strip():
         raise ValidationError({"start": "The selected span holds only spaces."})
     with transaction.atomic():
         finding, created = Finding.objects.get_or_create(
-            run=run, example=example, field=field, start=start, end=end, entity_type=entity_type,
-            defaults={"score": 1.0, "recognizer": "reviewer", "status": Finding.Status.ACCEPTED,
-                      "decided_by": actor, "decided_at": timezone.now()},
+            run=run,
+            example=example,
+            field=field,
+            start=start,
+            end=end,
+            entity_type=entity_type,
+            defaults={
+                "score": 1.0,
+                "recognizer": "reviewer",
+                "status": Finding.Status.ACCEPTED,
+                "decided_by": actor,
+                "decided_at": timezone.now(),
+            },
         )
         if created:
             RedactionRun.objects.filter(pk=run.pk).update(finding_count=run.finding_count + 1)
-        audit_record(actor=actor, action="finding.add", obj=finding,
-                     after={"entity_type": entity_type, "field": field, "start": start, "end": end})
+        audit_record(
+            actor=actor,
+            action="finding.add",
+            obj=finding,
+            after={"entity_type": entity_type, "field": field, "start": start, "end": end},
+        )
     return finding
 
 
-def findings_bulk_decide(*, run: RedactionRun, actor, status: str, entity_type: str = "",
-                         min_score: float | None = None, max_score: float | None = None,
-                         only_pending: bool = True) -> int:
+def findings_bulk_decide(
+    *,
+    run: RedactionRun,
+    actor,
+    status: str,
+    entity_type: str = "",
+    min_score: float | None = None,
+    max_score: float | None = None,
+    only_pending: bool = True,
+) -> int:
     """Accept or reject every finding of one type and score range at once; returns how many changed."""
     if status not in (Finding.Status.ACCEPTED, Finding.Status.REJECTED):
         raise ValidationError({"status": "Choose accepted or rejected."})
@@ -286,11 +315,19 @@ def findings_bulk_decide(*, run: RedactionRun, actor, status: str, entity_type: 
     with transaction.atomic():
         from django.db.models import F
 
-        count = findings.update(status=status, revision=F("revision") + 1, decided_by=actor,
-                                decided_at=timezone.now())
-        audit_record(actor=actor, action="finding.bulk_decide", obj=run,
-                     after={"status": status, "entity_type": entity_type, "min_score": min_score,
-                            "max_score": max_score, "count": count})
+        count = findings.update(status=status, revision=F("revision") + 1, decided_by=actor, decided_at=timezone.now())
+        audit_record(
+            actor=actor,
+            action="finding.bulk_decide",
+            obj=run,
+            after={
+                "status": status,
+                "entity_type": entity_type,
+                "min_score": min_score,
+                "max_score": max_score,
+                "count": count,
+            },
+        )
     return count
 
 
@@ -302,7 +339,9 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
     with transaction.atomic():
         run = RedactionRun.objects.select_for_update().select_related("version__dataset").get(pk=run.pk)
         if run.is_detecting:
-            raise ValidationError("Detection is still running. Approve when it has finished and every finding is decided.")
+            raise ValidationError(
+                "Detection is still running. Approve when it has finished and every finding is decided."
+            )
         if run.status != RedactionRun.Status.REVIEW:
             raise ValidationError(f"This redaction is “{run.get_status_display()}” and cannot be approved.")
         pending = run.findings.pending().count()
@@ -311,9 +350,15 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
         engine = engine_for(run)
         pseudonymizer = engine.pseudonymizer()
         source = run.version
-        version = _version_new(dataset=source.dataset, parent=source, operation=DatasetVersion.Operation.REDACT,
-                               params={"redaction_run": run.pk}, actor=actor, seed=source.split_seed,
-                               ratios=source.split_ratios)
+        version = _version_new(
+            dataset=source.dataset,
+            parent=source,
+            operation=DatasetVersion.Operation.REDACT,
+            params={"redaction_run": run.pk},
+            actor=actor,
+            seed=source.split_seed,
+            ratios=source.split_ratios,
+        )
         version.privacy = DatasetVersion.Privacy.APPROVED
         version.save(update_fields=["privacy"])
         _insert_examples(version.pk, _redacted_rows(run, engine, pseudonymizer))
@@ -325,40 +370,64 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
         run.approved_by = actor
         run.pseudonym_map = _fernet().encrypt(json.dumps(pseudonymizer.mapping, ensure_ascii=False).encode())
         run.save(update_fields=["status", "result_version", "approved_by", "pseudonym_map"])
-        audit_record(actor=actor, action="redaction.approve", obj=run,
-                     after={"version_id": version.pk, "accepted": run.findings.accepted().count()})
-        audit_record(actor=actor, action="version.create", obj=version,
-                     after={"operation": version.operation, "parent": source.pk, "rows": version.row_count,
-                            "content_hash": version.content_hash, "privacy": version.privacy})
+        audit_record(
+            actor=actor,
+            action="redaction.approve",
+            obj=run,
+            after={"version_id": version.pk, "accepted": run.findings.accepted().count()},
+        )
+        audit_record(
+            actor=actor,
+            action="version.create",
+            obj=version,
+            after={
+                "operation": version.operation,
+                "parent": source.pk,
+                "rows": version.row_count,
+                "content_hash": version.content_hash,
+                "privacy": version.privacy,
+            },
+        )
     return version
 
 
 def _redacted_rows(run: RedactionRun, engine: pii.PiiEngine, pseudonymizer) -> Iterator[tuple]:
     accepted: dict[int, dict[str, list[pii.Span]]] = {}
-    for example_id, field, start, end, entity_type in run.findings.accepted().values_list(
-        "example_id", "field", "start", "end", "entity_type"
-    ).iterator(chunk_size=5000):
+    for example_id, field, start, end, entity_type in (
+        run.findings.accepted()
+        .values_list("example_id", "field", "start", "end", "entity_type")
+        .iterator(chunk_size=5000)
+    ):
         accepted.setdefault(example_id, {}).setdefault(field, []).append(
             pii.Span(entity_type=entity_type, start=start, end=end, score=1.0, recognizer="review")
         )
     for example in run.version.examples.order_by("row_index").iterator(chunk_size=2000):
         spans = accepted.get(example.pk, {})
-
-        def redact(field: str, text: str) -> str:
-            found = spans.get(field)
-            return engine.anonymize(text, found, pseudonymizer) if found else text
-
-        text = redact("input", example.input)
-        target = redact("target", example.target)
+        text = _redact(engine, pseudonymizer, spans.get("input"), example.input)
+        target = _redact(engine, pseudonymizer, spans.get("target"), example.target)
         metadata = {
-            key: redact(f"metadata.{key}", value) if isinstance(value, str) else value
+            key: _redact(engine, pseudonymizer, spans.get(f"metadata.{key}"), value)
+            if isinstance(value, str)
+            else value
             for key, value in (example.metadata or {}).items()
         }
         yield (
-            example.row_index, example.source_line, text, target, example.label, example.group, metadata,
-            example.split, row_hash(text, target, example.label, example.group), text_hash(text, target),
+            example.row_index,
+            example.source_line,
+            text,
+            target,
+            example.label,
+            example.group,
+            metadata,
+            example.split,
+            row_hash(text, target, example.label, example.group),
+            text_hash(text, target),
             quality_flags(text, target),
         )
+
+
+def _redact(engine: pii.PiiEngine, pseudonymizer, spans: list | None, text: str) -> str:
+    return engine.anonymize(text, spans, pseudonymizer) if spans else text
 
 
 def pseudonyms_read(*, run: RedactionRun, actor) -> dict[str, str]:

@@ -304,7 +304,7 @@ def dedupe_apply(request, run_id: int):
 @login_required
 @permission_required(UPLOAD, raise_exception=True)
 def upload_list(request):
-    page = Paginator(selectors.upload_list(), LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.upload_list_for(request.user), LIST_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "curation/upload_list.html", {"page": page})
 
 
@@ -338,8 +338,9 @@ def upload_create(request):
     return render(request, "curation/upload_create.html", {"form": form, "datasets": datasets}, status=status)
 
 
-def _upload_or_404(upload_id: int) -> Upload:
-    return get_object_or_404(Upload.objects.select_related("created_by", "version__dataset"), pk=upload_id)
+def _upload_or_404(request, upload_id: int) -> Upload:
+    """Only the person who uploaded a file (or an admin) may see or act on it."""
+    return get_object_or_404(selectors.upload_list_for(request.user), pk=upload_id)
 
 
 def _preview(upload: Upload, form: MappingForm) -> dict:
@@ -391,7 +392,7 @@ def _upload_page(request, upload: Upload, *, form: MappingForm | None = None):
 @login_required
 @permission_required(UPLOAD, raise_exception=True)
 def upload_detail(request, upload_id: int):
-    return _upload_page(request, _upload_or_404(upload_id))
+    return _upload_page(request, _upload_or_404(request, upload_id))
 
 
 @login_required
@@ -399,7 +400,7 @@ def upload_detail(request, upload_id: int):
 @require_GET
 def upload_preview(request, upload_id: int):
     """The preview table alone, for the page to refresh while the curator changes the mapping."""
-    upload = _upload_or_404(upload_id)
+    upload = _upload_or_404(request, upload_id)
     if upload.status != Upload.Status.UPLOADED:
         raise Http404("The mapping of this upload can no longer change.")
     form = MappingForm(request.GET, upload=upload)
@@ -411,7 +412,7 @@ def upload_preview(request, upload_id: int):
 @require_POST
 def upload_map(request, upload_id: int):
     """Save the mapping and start checking the rows; or, with the Preview button, only show the preview."""
-    upload = _upload_or_404(upload_id)
+    upload = _upload_or_404(request, upload_id)
     if upload.status != Upload.Status.UPLOADED:
         messages.info(request, f"This upload is already “{upload.get_status_display()}”.")
         return redirect("curation:upload_detail", upload.pk)
@@ -439,14 +440,14 @@ def upload_map(request, upload_id: int):
 @require_GET
 @never_cache
 def upload_progress(request, upload_id: int):
-    return JsonResponse(_upload_progress(_upload_or_404(upload_id)))
+    return JsonResponse(_upload_progress(_upload_or_404(request, upload_id)))
 
 
 @login_required
 @permission_required(UPLOAD, raise_exception=True)
 @require_POST
 def upload_cancel(request, upload_id: int):
-    upload = _upload_or_404(upload_id)
+    upload = _upload_or_404(request, upload_id)
     was_checking = upload.status == Upload.Status.VALIDATING
     try:
         services.upload_cancel(upload=upload, actor=request.user)
@@ -464,7 +465,7 @@ def upload_cancel(request, upload_id: int):
 @permission_required(UPLOAD, raise_exception=True)
 @require_POST
 def upload_commit(request, upload_id: int):
-    upload = _upload_or_404(upload_id)
+    upload = _upload_or_404(request, upload_id)
     try:
         version = services.upload_commit(upload=upload, actor=request.user)
     except ValidationError as exc:
@@ -480,7 +481,7 @@ def upload_commit(request, upload_id: int):
 @permission_required(UPLOAD, raise_exception=True)
 @require_GET
 def upload_report(request, upload_id: int):
-    upload = _upload_or_404(upload_id)
+    upload = _upload_or_404(request, upload_id)
     stem = slugify(Path(upload.original_name).stem) or "upload"
     return _download(
         selectors.upload_report_csv(upload),

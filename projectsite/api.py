@@ -13,6 +13,13 @@ def _messages(detail) -> dict | list:
     return [str(detail)]
 
 
+def _first(value) -> str:
+    """The first message in a nested dict/list of messages."""
+    while isinstance(value, dict | list) and value:
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+    return str(value) if value else ""
+
+
 def exception_handler(exc, context):
     """Errors are JSON: ``{"error": "<one sentence>", "fields": {...}}``; Django ValidationErrors become 400s."""
     if isinstance(exc, DjangoValidationError):
@@ -25,10 +32,8 @@ def exception_handler(exc, context):
         response.data = {"error": str(detail["detail"])}
     elif isinstance(detail, dict):
         fields = _messages(detail)
-        first = next(iter(fields.values()), [""])
-        summary = first[0] if isinstance(first, list) and first else str(first)
         general = fields.pop("__all__", None) or fields.pop("non_field_errors", None)
-        response.data = {"error": general[0] if general else summary, "fields": fields}
+        response.data = {"error": _first(general) if general else _first(fields), "fields": fields}
     else:
         response.data = {"error": " ".join(_messages(detail))}
     return response

@@ -7,9 +7,9 @@ from tests.factories import UserFactory
 PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Progress and cancel flags live in the cache; start every session without old ones."""
+    """Progress and cancel flags live in the cache under row ids, which repeat between tests."""
     from django.core.cache import cache
 
     cache.clear()
@@ -112,9 +112,28 @@ def celery_worker_proc(django_db_setup, django_db_blocker):
         env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "projectsite.settings_test"}
     app.control.purge()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "projectsite", "worker", "-Q", "default,gpu", "--concurrency", "1",
-         "--loglevel", "INFO", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "projectsite",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"test-{os.getpid()}@%h",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     ready = threading.Event()

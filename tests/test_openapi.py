@@ -12,6 +12,20 @@ from tests.test_permission_matrix import api_v1_endpoints
 
 
 @pytest.fixture
+def client(client, make_user):
+    """The schema and the docs are for signed-in people (any role)."""
+    client.force_login(make_user("annotator", username="reader"))
+    return client
+
+
+def test_schema_and_docs_need_sign_in(db):
+    from django.test import Client
+
+    assert Client().get("/api/schema/").status_code in (401, 403)
+    assert Client().get("/api/docs/").status_code in (401, 403)
+
+
+@pytest.fixture
 def schema(client) -> dict:
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
@@ -87,11 +101,6 @@ def test_swagger_ui_is_served(client):
     assert "/api/schema/" in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Needs settings: drf_spectacular_sidecar in INSTALLED_APPS and SWAGGER_UI_DIST='SIDECAR'. "
-    "Once they are in, this passes: remove this marker.",
-)
 def test_swagger_ui_code_is_served_locally_not_from_a_cdn(client):
     page = client.get("/api/docs/").content.decode()
     assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page

@@ -12,8 +12,9 @@ def test_real_worker_stages_an_upload(transactional_db, celery_worker_proc, make
     curator = make_user("curator")
     path = write_file("tickets.csv", "question,answer\nWhere is my refund?,It was sent on Monday.\n")
     with open(path, "rb") as handle:
-        upload = upload_create(actor=curator, file=File(handle, name=path.name), original_name=path.name,
-                               dataset_name="worker-check")
+        upload = upload_create(
+            actor=curator, file=File(handle, name=path.name), original_name=path.name, dataset_name="worker-check"
+        )
     upload_start_validation(upload=upload, actor=curator)
 
     def staged():

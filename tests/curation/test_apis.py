@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent
 from curation import services
@@ -287,6 +288,43 @@ def test_oversize_upload_gets_413_with_a_clear_message(curator, api_client, writ
         "Split it into smaller files, or ask an admin to raise TUNINGDESK_MAX_UPLOAD_BYTES."
     }
     assert not Upload.objects.exists()
+
+
+def test_browser_session_needs_csrf_and_oversize_still_gets_413(curator, write_file, settings):
+    # Swagger UI and scripts in the browser use the session cookie: DRF then checks CSRF, which reads
+    # the body before the view does; an oversize body must still end as a clear 413.
+    settings.TUNINGDESK_MAX_UPLOAD_BYTES = 1_000
+    client = APIClient(enforce_csrf_checks=True)
+    assert client.login(username="curator", password="pw-for-tests-123")
+    client.get("/login/")  # any page with a form hands out the CSRF cookie
+    token = client.cookies["csrftoken"].value
+    small = write_file("ok.csv", "question,answer\nWhere is my refund?,Sent.\n")
+    big = write_file("big.csv", "question,answer\n" + "Where is my refund?,Sent.\n" * 50_000)
+    fields = {"dataset_name": "Session", "task_type": "sft"}
+
+    with open(small, "rb") as handle:
+        response = client.post(reverse("api-upload-list"), {"file": handle, **fields}, format="multipart")
+    assert response.status_code == 403
+    assert response.json() == {"error": "CSRF Failed: CSRF token missing."}
+    with open(big, "rb") as handle:
+        response = client.post(
+            reverse("api-upload-list"), {"file": handle, **fields}, format="multipart", HTTP_X_CSRFTOKEN=token
+        )
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("The file is larger than the upload limit")
+    with open(small, "rb") as handle:
+        response = client.post(
+            reverse("api-upload-list"), {"file": handle, **fields}, format="multipart", HTTP_X_CSRFTOKEN=token
+        )
+    assert response.status_code == 201
+
+
+def test_format_can_be_given_when_the_file_name_does_not_tell(curator, api_client, write_file):
+    path = write_file("export.txt", "question\tanswer\nWhere is my refund?\tSent on Monday.\n")
+    response = upload_file(api_client(curator), path, dataset_name="Tabs", task_type="sft", format="tsv")
+    assert response.status_code == 201, response.json()
+    assert (response.json()["format"], response.json()["columns"]) == ("tsv", ["question", "answer"])
+    assert response.json()["mapping"] == {"input": "question", "target": "answer"}
 
 
 def test_someone_elses_upload_is_not_found_but_admins_see_all(curator, engineer, admin_user, api_client, write_file):

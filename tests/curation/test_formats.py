@@ -136,8 +136,12 @@ def test_map_row_checks_required_fields_types_and_lengths():
     assert [p.reason for p in mapped({"q": {"nested": 1}, "a": "x"})] == ["bad_type"]
     assert [p.reason for p in mapped({"q": "x" * 101, "a": "x"})] == ["too_long"]
     assert [p.reason for p in mapped({"q": "nul\x00byte", "a": "x"})] == ["bad_type"]
-    assert formats.map_row(RawRow(1, {"q": "t", "l": 3}), {"input": "q", "label": "l"}, task_type="classification",
-                           max_text_chars=100).label == "3"
+    assert (
+        formats.map_row(
+            RawRow(1, {"q": "t", "l": 3}), {"input": "q", "label": "l"}, task_type="classification", max_text_chars=100
+        ).label
+        == "3"
+    )
 
 
 def test_column_names_come_from_header_or_first_objects(write_file):

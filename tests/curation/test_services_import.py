@@ -15,8 +15,13 @@ from projectsite.progress import flag_set
 pytestmark = pytest.mark.django_db
 
 TICKETS = [
-    {"question": f"My lab results for order {n} are missing from the portal", "answer": f"We re-sent order {n}.",
-     "topic": "records" if n % 2 else "billing", "region": "north" if n % 3 else "south", "ticket": n}
+    {
+        "question": f"My lab results for order {n} are missing from the portal",
+        "answer": f"We re-sent order {n}.",
+        "topic": "records" if n % 2 else "billing",
+        "region": "north" if n % 3 else "south",
+        "ticket": n,
+    }
     for n in range(40)
 ]
 
@@ -27,8 +32,9 @@ def jsonl(records) -> str:
 
 def create(path: Path, actor, name="tickets", **kwargs) -> Upload:
     with open(path, "rb") as handle:
-        return services.upload_create(actor=actor, file=File(handle, name=path.name), original_name=path.name,
-                                      dataset_name=name, **kwargs)
+        return services.upload_create(
+            actor=actor, file=File(handle, name=path.name), original_name=path.name, dataset_name=name, **kwargs
+        )
 
 
 def stage(upload: Upload, actor) -> Upload:
@@ -69,7 +75,11 @@ def test_checked_upload_reports_problems_then_imports_only_good_rows(curator, wr
     assert sum(version.stats["splits"].values()) == 40
     assert version.stats["groups"] == {"north": 26, "south": 14}
     first = version.examples.order_by("row_index").first()
-    assert (first.input, first.metadata, first.source_line) == (TICKETS[0]["question"], {"topic": "billing", "ticket": 0}, 1)
+    assert (first.input, first.metadata, first.source_line) == (
+        TICKETS[0]["question"],
+        {"topic": "billing", "ticket": 0},
+        1,
+    )
     assert set(AuditEvent.objects.values_list("action", flat=True)) >= {"upload.import", "version.create"}
 
 
@@ -139,8 +149,9 @@ def test_second_upload_into_the_same_dataset_waits_for_the_first(curator, engine
 def test_file_names_with_folders_are_stored_safely(curator, write_file):
     path = write_file("t.csv", "question,answer\nhi,there\n")
     with open(path, "rb") as handle:
-        upload = services.upload_create(actor=curator, file=File(handle, name="x.csv"),
-                                        original_name="../../etc/passwd.csv", dataset_name="n")
+        upload = services.upload_create(
+            actor=curator, file=File(handle, name="x.csv"), original_name="../../etc/passwd.csv", dataset_name="n"
+        )
     assert upload.original_name == "passwd.csv"
     stored = Path(upload.file.path).resolve()
     assert stored.is_relative_to(Path(settings.MEDIA_ROOT).resolve())
@@ -166,16 +177,18 @@ def test_upload_over_the_size_limit_is_refused(curator, write_file, settings):
 
 
 def test_mapping_must_fit_the_file_and_the_task(curator, write_file):
-    upload = create(write_file("t.csv", "text,topic,<script>alert(1)</script>\nhi,a,b\n"), curator,
-                    task_type="classification")
+    upload = create(
+        write_file("t.csv", "text,topic,<script>alert(1)</script>\nhi,a,b\n"), curator, task_type="classification"
+    )
     with pytest.raises(ValidationError) as error:
         services.upload_set_mapping(upload=upload, actor=curator, mapping={"input": "nope"})
     assert error.value.message_dict["input"] == ["The file has no column “nope”."]
     assert "label" in error.value.message_dict
     with pytest.raises(ValidationError, match="only one role"):
         services.upload_set_mapping(upload=upload, actor=curator, mapping={"input": "text", "label": "text"})
-    upload = services.upload_set_mapping(upload=upload, actor=curator,
-                                         mapping={"input": "text", "label": "topic", "metadata": []})
+    upload = services.upload_set_mapping(
+        upload=upload, actor=curator, mapping={"input": "text", "label": "topic", "metadata": []}
+    )
     upload = stage(upload, curator)
     version = services.upload_commit(upload=upload, actor=curator)
     assert version.examples.get().metadata == {}

@@ -15,18 +15,38 @@ def version(curator, write_file):
     records = []
     for n in range(120):
         label = ("billing", "login", "records")[n % 3] if n % 10 else "rare"
-        records.append({"q": f"Ticket {n}: please check the {label} problem we reported on day {n}",
-                        "a": "Thanks, fixed.", "label": label})
+        records.append(
+            {
+                "q": f"Ticket {n}: please check the {label} problem we reported on day {n}",
+                "a": "Thanks, fixed.",
+                "label": label,
+            }
+        )
     records += [
-        {"q": "Ticket 1: please check the login problem we reported on day 1!!", "a": "thanks, FIXED", "label": "login"},
-        {"q": "Bitte prüfen Sie die Rechnung für unsere Klinik, die Beträge stimmen nicht überein.", "a": "Danke.",
-         "label": "billing"},
-        {"q": "Привет, у нас не работает вход в портал для пациентов уже второй день подряд", "a": "ok",
-         "label": "login"},
+        {
+            "q": "Ticket 1: please check the login problem we reported on day 1!!",
+            "a": "thanks, FIXED",
+            "label": "login",
+        },
+        {
+            "q": "Bitte prüfen Sie die Rechnung für unsere Klinik, die Beträge stimmen nicht überein.",
+            "a": "Danke.",
+            "label": "billing",
+        },
+        {
+            "q": "Привет, у нас не работает вход в портал для пациентов уже второй день подряд",
+            "a": "ok",
+            "label": "login",
+        },
     ]
     path = write_file("t.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    upload = services.dataset_import(path=path, dataset_name="Tickets", actor=curator, task_type="classification",
-                                     mapping={"input": "q", "target": "a", "label": "label"})
+    upload = services.dataset_import(
+        path=path,
+        dataset_name="Tickets",
+        actor=curator,
+        task_type="classification",
+        mapping={"input": "q", "target": "a", "label": "label"},
+    )
     return upload.version
 
 
@@ -99,8 +119,10 @@ def test_near_dedupe_finds_similar_tickets(version, curator):
     assert run.status == DedupeRun.Status.DONE
     members = [set(group.example_ids) for group in run.groups.all()]
     originals = dict(version.examples.values_list("input", "id"))
-    pair = {originals["Ticket 1: please check the login problem we reported on day 1"],
-            originals["Ticket 1: please check the login problem we reported on day 1!!"]}
+    pair = {
+        originals["Ticket 1: please check the login problem we reported on day 1"],
+        originals["Ticket 1: please check the login problem we reported on day 1!!"],
+    }
     assert any(pair <= group for group in members)
     new = services.dedupe_run_apply(run=run, actor=curator)
     assert new.row_count == version.row_count - run.duplicate_count

@@ -112,6 +112,15 @@ PAGES = {
     "upload_report": CURATORS,
 }
 
+OWN_UPLOAD_PAGES = {"upload_detail", "upload_preview", "upload_progress", "upload_report"}
+
+
+def test_the_owner_opens_their_own_upload_pages(client, site):
+    client.force_login(site["owner"])
+    for page in sorted(OWN_UPLOAD_PAGES):
+        assert client.get(_url(site, page)).status_code == 200, page
+
+
 POST_ONLY = {
     "accounts:token_regenerate": lambda site: [],
     "curation:version_split": lambda site: [site["version"].pk],
@@ -130,6 +139,8 @@ def test_each_page_opens_for_the_roles_that_may_see_it_and_no_one_else(client, s
     client.force_login(make_user(persona))
     response = client.get(_url(site, page))
     expected = 200 if persona in PAGES[page] else 403
+    if page in OWN_UPLOAD_PAGES and expected == 200 and persona != "admin":
+        expected = 404  # someone else's upload: only its owner (and admins) may see that it exists
     assert response.status_code == expected, f"{persona} on {page}"
     if expected == 200 and response.get("Content-Type", "").startswith("text/html") and page != "upload_preview":
         assert b"Log out" in response.content  # the full page, with the navigation bar
@@ -697,11 +708,14 @@ def test_a_second_import_into_a_busy_dataset_is_refused_with_a_message(client, c
 
 
 def test_upload_list_shows_status_and_counts(client, site, curator):
-    client.force_login(curator)
+    client.force_login(site["owner"])
     html = client.get(reverse("curation:upload_list")).content.decode()
     assert "Support_tickets.csv" in html and "Imported" in html
     assert "new.csv" in html and "Waiting for column mapping" in html
     assert "owner" in html
+    client.force_login(curator)  # another curator sees only their own uploads
+    html = client.get(reverse("curation:upload_list")).content.decode()
+    assert "Support_tickets.csv" not in html and "new.csv" not in html
 
 
 def test_a_far_too_large_upload_from_a_browser_form_gets_the_clear_message(curator, settings):

@@ -30,9 +30,9 @@ class Command(BaseCommand):
         if not Dataset.objects.filter(name=DEMO_DATASET).exists():
             path = write_tickets(settings.VAR_DIR / "demo" / "support_tickets.jsonl")
             upload = dataset_import(
-                path=path, dataset_name=DEMO_DATASET,
-                mapping={"input": "customer_message", "target": "agent_reply", "label": "category",
-                         "group": "segment"},
+                path=path,
+                dataset_name=DEMO_DATASET,
+                mapping={"input": "customer_message", "target": "agent_reply", "label": "category", "group": "segment"},
                 actor=user_model.objects.get(username="curator"),
             )
             self.stdout.write(f"Demo dataset “{DEMO_DATASET}”: {upload.good_rows} tickets imported.")

@@ -43,8 +43,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         mapping = parse_mapping(options["map"]) if options["map"] else None
         try:
-            upload = dataset_import(path=options["path"], dataset_name=options["name"], fmt=options["format"],
-                                    mapping=mapping, task_type=options["task"])
+            upload = dataset_import(
+                path=options["path"],
+                dataset_name=options["name"],
+                fmt=options["format"],
+                mapping=mapping,
+                task_type=options["task"],
+            )
         except ValidationError as exc:
             raise CommandError(_plain(exc)) from None
         for problem in upload.problems.order_by("line")[:20]:
@@ -54,5 +59,13 @@ class Command(BaseCommand):
         if not upload.good_rows:
             raise CommandError(f"No row of {upload.original_name} could be imported ({upload.rejected_rows} rejected).")
         version = upload.version
-        self.stdout.write(json.dumps({"dataset_id": version.dataset_id, "version_id": version.pk,
-                                      "rows": upload.good_rows, "rejected": upload.rejected_rows}))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "dataset_id": version.dataset_id,
+                    "version_id": version.pk,
+                    "rows": upload.good_rows,
+                    "rejected": upload.rejected_rows,
+                }
+            )
+        )
