@@ -30,7 +30,6 @@ from rest_framework.views import APIView
 
 from accounts.apis import ErrorOutput, permission_note
 from accounts.roles import CURATE, EXPORT, UPLOAD, VIEW_DATASETS, VIEW_EXAMPLES
-from accounts.services import audit_record
 from curation import formats, selectors, services
 from curation.models import (
     Dataset,
@@ -654,7 +653,8 @@ class VersionExportApi(APIView):
     @extend_schema(
         summary="Download a version",
         description=_describe(
-            "All rows of a ready version in row order, streamed as JSON Lines or CSV "
+            "All rows of an approved (redacted and privacy-reviewed) version in row order, streamed as JSON Lines "
+            "or CSV; a version that has not passed privacy review is refused with 400. "
             "(`Content-Disposition` names the file). In CSV, cells that start with = + - @, a tab or a "
             "carriage return get a leading ' so spreadsheet programs do not run them as formulas. "
             "Each download is written to the audit log.",
@@ -671,18 +671,10 @@ class VersionExportApi(APIView):
         version = _version_or_404(version_id)
         params = ExportInput(data=request.query_params)
         params.is_valid(raise_exception=True)
-        fmt = params.validated_data["format"]
-        audit_record(actor=request.user, action="version.export", obj=version, after={"format": fmt, "via": "api"})
-        name = f"{slugify(version.dataset.name) or 'dataset'}-v{version.number}"
-        if fmt == "csv":
-            return _download(
-                selectors.version_export_csv(version), filename=f"{name}.csv", content_type="text/csv; charset=utf-8"
-            )
-        return _download(
-            selectors.version_export_jsonl(version),
-            filename=f"{name}.jsonl",
-            content_type="application/x-ndjson; charset=utf-8",
+        chunks, filename, content_type = services.version_export(
+            version=version, actor=request.user, fmt=params.validated_data["format"], via="api"
         )
+        return _download(chunks, filename=filename, content_type=content_type)
 
 
 # --- curation steps: each makes a new version ------------------------------------------------

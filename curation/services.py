@@ -266,48 +266,58 @@ def _stage_rows(upload: Upload, progress: ProgressReporter) -> dict:
     assigner = SplitAssigner(version.split_seed, version.split_ratios)
     path = Path(upload.file.path)
     file_size = max(path.stat().st_size, 1)
+    # Problems and the lines they reject are written every BATCH rows (or 1000 problems), so memory stays
+    # flat even when every row is bad. A line's problems are collected together, never split by a flush.
     problems: list[UploadProblem] = []
     rejected_lines: set[int] = set()
+    rejected = 0
     total = 0
     cancel_key = _upload_cancel_key(upload.pk)
 
-    def rows() -> Iterator[tuple]:
+    def flush() -> None:
+        nonlocal rejected
+        rejected += len(rejected_lines)
+        rejected_lines.clear()
+        _flush_problems(problems)
+
+    def rows() -> Iterator[tuple | None]:
         nonlocal total
         max_chars = settings.TUNINGDESK_MAX_TEXT_CHARS
+        mapping, task_type = upload.mapping, upload.task_type
         index = 0
         formats.check_encoding(path)
         with open(path, "rb") as handle:
             for item in formats.read_rows(handle, upload.format, max_row_bytes=settings.TUNINGDESK_MAX_ROW_BYTES):
                 total += 1
-                if isinstance(item, formats.Problem):
+                if type(item) is formats.Problem:
                     _collect_problem(upload, item, problems, rejected_lines)
-                    continue
-                mapped = formats.map_row(item, upload.mapping, task_type=upload.task_type, max_text_chars=max_chars)
-                if isinstance(mapped, list):
-                    for problem in mapped:
-                        _collect_problem(upload, problem, problems, rejected_lines)
-                    continue
-                index += 1
-                yield _example_tuple(mapped, index, assigner.assign(mapped.label))
-                if index % BATCH == 0:
+                else:
+                    mapped = formats.map_row(item, mapping, task_type=task_type, max_text_chars=max_chars)
+                    if type(mapped) is list:
+                        for problem in mapped:
+                            _collect_problem(upload, problem, problems, rejected_lines)
+                    else:
+                        index += 1
+                        yield _example_tuple(mapped, index, assigner.assign(mapped.label))
+                if total % BATCH == 0 or len(problems) >= 1000:
                     if flag_is_set(cancel_key):
                         raise ImportCancelled()
                     if problems:
                         yield None  # hands the connection back (ends the COPY) so the problems can be written
-                        _flush_problems(problems)
+                        flush()
                     progress(0.95 * handle.tell() / file_size, status=Upload.Status.VALIDATING, rows=index)
 
     inserted = _insert_examples(version.pk, rows())
     if flag_is_set(cancel_key):
         raise ImportCancelled()
-    _flush_problems(problems)
+    flush()
     duplicates = _drop_duplicate_rows(upload, version)
     _version_finalize(version)
     summary = {
         "version": version,
         "total_rows": total,
         "good_rows": inserted - duplicates,
-        "rejected_rows": len(rejected_lines) + duplicates,
+        "rejected_rows": rejected + duplicates,
     }
     return summary
 
@@ -702,3 +712,37 @@ def dataset_import(
         upload_commit(upload=upload, actor=actor)
         upload.refresh_from_db()
     return upload
+
+
+# --- the privacy gate and exports -------------------------------------------------------------------
+
+
+def version_require_approved(version: DatasetVersion) -> DatasetVersion:
+    """The privacy gate: every consumer of rows (export, annotation, training, evaluation) calls this first.
+
+    Only a ready version whose personal data was redacted and approved by a privacy reviewer passes.
+    """
+    if not version.is_ready:
+        raise ValidationError("This version is not ready yet.")
+    if version.privacy != DatasetVersion.Privacy.APPROVED:
+        raise ValidationError(
+            f"“{version}” has not passed privacy review, so it may still hold personal data. "
+            "Run personal-data detection on it, review the findings and approve; then use the approved version."
+        )
+    return version
+
+
+def version_export(*, version: DatasetVersion, actor, fmt: str, via: str = "web") -> tuple[Iterator[str], str, str]:
+    """Rows of an approved version as JSONL or CSV: (chunks, file name, content type). Audited."""
+    from django.utils.text import slugify
+
+    from curation import selectors
+
+    version_require_approved(version)
+    if fmt not in ("jsonl", "csv"):
+        raise ValidationError({"format": "Choose jsonl or csv."})
+    audit_record(actor=actor, action="version.export", obj=version, after={"format": fmt, "via": via})
+    name = f"{slugify(version.dataset.name) or 'dataset'}-v{version.number}"
+    if fmt == "csv":
+        return selectors.version_export_csv(version), f"{name}.csv", "text/csv; charset=utf-8"
+    return selectors.version_export_jsonl(version), f"{name}.jsonl", "application/x-ndjson; charset=utf-8"

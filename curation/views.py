@@ -22,7 +22,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import CURATE, EXPORT, UPLOAD, VIEW_DATASETS, VIEW_EXAMPLES
-from accounts.services import audit_record
 from curation import formats, selectors, services
 from curation.forms import (
     BrowseForm,
@@ -146,17 +145,12 @@ def example_detail(request, example_id: int):
 @require_GET
 def version_export(request, version_id: int, fmt: str):
     version = _version_or_404(version_id)
-    name = f"{slugify(version.dataset.name) or 'dataset'}-v{version.number}"
-    audit_record(actor=request.user, action="version.export", obj=version, after={"format": fmt})
-    if fmt == "csv":
-        return _download(
-            selectors.version_export_csv(version), filename=f"{name}.csv", content_type="text/csv; charset=utf-8"
-        )
-    return _download(
-        selectors.version_export_jsonl(version),
-        filename=f"{name}.jsonl",
-        content_type="application/x-ndjson; charset=utf-8",
-    )
+    try:
+        chunks, filename, content_type = services.version_export(version=version, actor=request.user, fmt=fmt)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("curation:version_detail", version_id=version.pk)
+    return _download(chunks, filename=filename, content_type=content_type)
 
 
 @login_required

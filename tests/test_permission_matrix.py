@@ -50,7 +50,7 @@ class World:
 
     @cached_property
     def version(self):
-        version = VersionFactory(row_count=3)
+        version = VersionFactory(row_count=3, privacy="approved")  # exports need a privacy-approved version
         same = {"input": "Where is my refund?", "target": "It was sent on Monday."}
         Example.objects.bulk_create(
             [ExampleFactory.build(version=version, row_index=i, **row) for i, row in enumerate([same, {}, same], 1)]

@@ -538,6 +538,7 @@ def test_export_streams_jsonl_and_csv_with_formulas_neutralised(curator, api_cli
             {"input": "\rreturn", "target": "Plain answer"},
         ],
         dataset=dataset,
+        privacy=DatasetVersion.Privacy.APPROVED,
     )
     client = api_client(curator)
     url = reverse("api-version-export", args=[version.pk])
@@ -694,3 +695,11 @@ def test_token_auth_with_a_real_token(curator, api_client):
     response = api_client().post(reverse("api-token"), {"username": "curator", "password": "wrong"}, format="json")
     assert response.status_code == 400
     assert response.json() == {"error": "Wrong username or password."}
+
+
+def test_export_of_a_version_without_privacy_approval_is_refused(curator, api_client):
+    version = make_version([{"input": "Call Jane Doe at 555-0100"}])
+    response = api_client(curator).get(reverse("api-version-export", args=[version.pk]) + "?format=jsonl")
+    assert response.status_code == 400
+    assert "has not passed privacy review" in response.json()["error"]
+    assert not AuditEvent.objects.filter(action="version.export").exists()

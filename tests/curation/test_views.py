@@ -60,6 +60,9 @@ def site(make_user, write_file):
     run = services.dedupe_run_start(version=duplicate, actor=owner, mode=DedupeRun.Mode.EXACT)
     services.dedupe_run_execute(run_id=run.pk)
     upload = _upload(owner, write_file, "prompt,response\nHello,Hi there\n")
+    # Stands for a version that passed privacy review (the review itself is tested with the redaction services).
+    DatasetVersion.objects.filter(pk=version.pk).update(privacy=DatasetVersion.Privacy.APPROVED)
+    version.refresh_from_db()
     return {
         "owner": owner,
         "version": version,
@@ -360,7 +363,7 @@ def test_jsonl_export_streams_every_row_with_a_sensible_name(client, site, curat
 
 
 def test_csv_export_neutralises_cells_that_spreadsheets_would_run(client, curator):
-    version = VersionFactory(dataset__name="Formulas")
+    version = VersionFactory(dataset__name="Formulas", privacy=DatasetVersion.Privacy.APPROVED)
     dangerous = ['=HYPERLINK("http://evil")', "+1+2", "-3", "@SUM(A1)"]
     for index, text in enumerate(dangerous, start=1):
         ExampleFactory(version=version, row_index=index, input=text, target="fine")
@@ -732,3 +735,11 @@ def test_a_far_too_large_upload_from_a_browser_form_gets_the_clear_message(curat
         {"csrfmiddlewaretoken": token, "dataset_name": "Huge", "task_type": "sft", "file": file},
     )
     assert "The file is larger than the limit of 100 bytes." in response.content.decode()
+
+
+def test_export_of_a_version_without_privacy_approval_is_refused(client, curator, write_file):
+    version = _import(curator, write_file, name="Raw tickets")
+    client.force_login(curator)
+    response = client.get(reverse("curation:version_export", args=[version.pk, "csv"]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("curation:version_detail", args=[version.pk])
+    assert "has not passed privacy review" in response.content.decode()
