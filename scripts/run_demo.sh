@@ -13,6 +13,13 @@ stop() {
   echo
   echo "Stopping Tuning Desk..."
   kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 20); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  # Whatever has not stopped after 10 s (and the worker's pool processes) is stopped hard.
+  for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null || true; done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap stop INT TERM EXIT
