@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation import apis
+from curation import apis, apis_review
 
 urlpatterns = [
     path("datasets/", apis.DatasetListApi.as_view(), name="api-dataset-list"),
@@ -16,6 +16,32 @@ urlpatterns = [
     path("dedupe-runs/<int:run_id>/", apis.DedupeRunDetailApi.as_view(), name="api-dedupe-detail"),
     path("dedupe-runs/<int:run_id>/groups/", apis.DedupeGroupListApi.as_view(), name="api-dedupe-groups"),
     path("dedupe-runs/<int:run_id>/apply/", apis.DedupeRunApplyApi.as_view(), name="api-dedupe-apply"),
+    path(
+        "versions/<int:version_id>/redaction-runs/",
+        apis_review.RedactionRunStartApi.as_view(),
+        name="api-redaction-start",
+    ),
+    path("redaction-runs/<int:run_id>/", apis_review.RedactionRunDetailApi.as_view(), name="api-redaction-detail"),
+    path("redaction-runs/<int:run_id>/findings/", apis_review.FindingListApi.as_view(), name="api-redaction-findings"),
+    path(
+        "redaction-runs/<int:run_id>/bulk-decide/",
+        apis_review.RedactionBulkDecideApi.as_view(),
+        name="api-redaction-bulk-decide",
+    ),
+    path(
+        "redaction-runs/<int:run_id>/approve/",
+        apis_review.RedactionRunApproveApi.as_view(),
+        name="api-redaction-approve",
+    ),
+    path(
+        "redaction-runs/<int:run_id>/summary/", apis_review.RedactionSummaryApi.as_view(), name="api-redaction-summary"
+    ),
+    path(
+        "redaction-runs/<int:run_id>/pseudonyms/",
+        apis_review.PseudonymMapApi.as_view(),
+        name="api-redaction-pseudonyms",
+    ),
+    path("findings/<int:finding_id>/", apis_review.FindingDetailApi.as_view(), name="api-finding-detail"),
     path("uploads/", apis.UploadListApi.as_view(), name="api-upload-list"),
     path("uploads/<int:upload_id>/", apis.UploadDetailApi.as_view(), name="api-upload-detail"),
     path("uploads/<int:upload_id>/mapping/", apis.UploadMappingApi.as_view(), name="api-upload-mapping"),

@@ -136,7 +136,7 @@ def _decode_json(raw: bytes, line: int) -> RawRow | Problem:
     except json.JSONDecodeError as exc:
         return Problem(line, "bad_json", f"Not valid JSON: {exc.msg} at column {exc.colno}.", excerpt=_excerpt(text))
     if not isinstance(value, dict):
-        return Problem(line, "not_object", "Each record must be an object like {\"text\": ...}.", excerpt=_excerpt(text))
+        return Problem(line, "not_object", 'Each record must be an object like {"text": ...}.', excerpt=_excerpt(text))
     return RawRow(line, value)
 
 
@@ -240,12 +240,15 @@ def _read_json_array(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | 
         index += 1
         if element_size > max_row_bytes:
             return Problem(
-                index, "too_long",
+                index,
+                "too_long",
                 f"This record is {element_size:,} bytes; the limit is {max_row_bytes:,} bytes per row.",
                 excerpt=_excerpt(bytes(element)),
             )
         if too_deep:
-            return Problem(index, "too_deep", f"Nested more than {MAX_JSON_DEPTH} levels deep.", excerpt=_excerpt(bytes(element)))
+            return Problem(
+                index, "too_deep", f"Nested more than {MAX_JSON_DEPTH} levels deep.", excerpt=_excerpt(bytes(element))
+            )
         return _decode_json(bytes(element), index)
 
     while chunk and not finished:
@@ -372,21 +375,48 @@ def _has_surrogates(value: str) -> bool:
     return False
 
 
+_ROLES = ("input", "target", "label", "group")
+_REQUIRED_SFT = frozenset({"input", "target"})
+_REQUIRED_OTHER = frozenset({"input", "label"})
+
+
+def _may_dump_nul(metadata: dict) -> bool:
+    """False when json.dumps(metadata) surely holds no \\u0000, checked without dumping (this runs for every row).
+
+    The dump holds it only for a NUL character or a backslash before "u0000" in some string; numbers, booleans
+    and null cannot make it. Anything else (nested values, other types) is left to json.dumps.
+    """
+    for key, value in metadata.items():
+        if type(key) is not str or "\x00" in key or "\\u0000" in key:
+            return True
+        if type(value) is str:
+            if "\x00" in value or "\\u0000" in value:
+                return True
+        elif value is not None and type(value) not in (int, float, bool):
+            return True
+    return False
+
+
 def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) -> MappedRow | list[Problem]:
     """Apply a column mapping to one row: the mapped row, or the problems that stop it."""
     problems: list[Problem] = []
     values: dict[str, str] = {}
-    required = {"input"} | ({"target"} if task_type == "sft" else {"label"})
-    for role in ("input", "target", "label", "group"):
+    required = _REQUIRED_SFT if task_type == "sft" else _REQUIRED_OTHER
+    data = raw.data
+    for role in _ROLES:
         column = mapping.get(role)
         if not column:
             continue
-        value = raw.data.get(column)
-        if value is None:
+        value = data.get(column)
+        if type(value) is str:
+            pass  # the common case, checked first: this runs for every field of every row
+        elif value is None:
             if role in required:
-                problems.append(Problem(raw.line, "missing_field", f"The column “{column}” is missing in this row.", column))
+                problems.append(
+                    Problem(raw.line, "missing_field", f"The column “{column}” is missing in this row.", column)
+                )
             continue
-        if isinstance(value, bool | int | float):
+        elif isinstance(value, bool | int | float):
             value = str(value)
         elif not isinstance(value, str):
             problems.append(
@@ -394,8 +424,9 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
             )
             continue
         if "\x00" in value:
-            problems.append(Problem(raw.line, "bad_type", f"“{column}” contains a NUL character, which text cannot hold.",
-                                    column))
+            problems.append(
+                Problem(raw.line, "bad_type", f"“{column}” contains a NUL character, which text cannot hold.", column)
+            )
             continue
         if role in required and not value.strip():
             problems.append(Problem(raw.line, "empty_text", f"“{column}” is empty.", column))
@@ -414,14 +445,12 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
         values[role] = value
     if problems:
         return problems
-    mapped_columns = {mapping.get(role) for role in ("input", "target", "label", "group")}
+    mapped_columns = {mapping.get(role) for role in _ROLES}
     wanted = mapping.get("metadata")
     metadata = {
-        key: value
-        for key, value in raw.data.items()
-        if key not in mapped_columns and (wanted is None or key in wanted)
+        key: value for key, value in data.items() if key not in mapped_columns and (wanted is None or key in wanted)
     }
-    if "\\u0000" in json.dumps(metadata):
+    if _may_dump_nul(metadata) and "\\u0000" in json.dumps(metadata):
         return [Problem(raw.line, "bad_type", "A metadata field contains a NUL character, which text cannot hold.")]
     return MappedRow(
         raw.line,

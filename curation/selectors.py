@@ -10,10 +10,20 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from curation import formats
-from curation.models import Dataset, DatasetVersion, DedupeRun, DuplicateGroup, Example, Flag, Upload
+from curation.models import (
+    Dataset,
+    DatasetVersion,
+    DedupeRun,
+    DuplicateGroup,
+    Example,
+    Finding,
+    Flag,
+    RedactionRun,
+    Upload,
+)
 
 PAGE_SIZE = 50
 _CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -234,3 +244,123 @@ def dedupe_run_get(run_id: int) -> DedupeRun:
     return DedupeRun.objects.select_related("version", "result_version", "created_by").get(
         pk=run_id, version__status=DatasetVersion.Status.READY
     )
+
+
+# --- privacy review ------------------------------------------------------------------------------
+
+
+def redaction_run_get(run_id: int) -> RedactionRun:
+    """One detection run of a ready version, with what its pages show next to it."""
+    return RedactionRun.objects.select_related("version__dataset", "result_version", "created_by", "approved_by").get(
+        pk=run_id, version__status=DatasetVersion.Status.READY
+    )
+
+
+def redaction_runs_of(version: DatasetVersion) -> QuerySet[RedactionRun]:
+    return version.redaction_runs.select_related("created_by", "result_version")
+
+
+def redaction_run_that_made(version: DatasetVersion) -> RedactionRun | None:
+    """The approved run whose redacted rows are this version, if it is one."""
+    return RedactionRun.objects.filter(result_version=version).first()
+
+
+def findings_filter(
+    run: RedactionRun,
+    *,
+    entity_type: str = "",
+    status: str = "",
+    min_score: float | None = None,
+    max_score: float | None = None,
+    example: int | None = None,
+) -> QuerySet[Finding]:
+    """Findings of a run with the review filters applied (every filter optional)."""
+    findings = run.findings.all()
+    if entity_type:
+        findings = findings.filter(entity_type=entity_type)
+    if status:
+        findings = findings.filter(status=status)
+    if min_score is not None:
+        findings = findings.filter(score__gte=min_score)
+    if max_score is not None:
+        findings = findings.filter(score__lte=max_score)
+    if example is not None:
+        findings = findings.filter(example_id=example)
+    return findings
+
+
+def review_queue(run: RedactionRun, *, unreviewed: bool = False, **filters) -> QuerySet[Example]:
+    """Rows with at least one finding that matches the filters, by row.
+
+    ``unreviewed``: only rows with something left to review: a matching finding not yet reviewed or, when
+    a decision is asked for in the filters, any finding not yet reviewed.
+    """
+    if unreviewed and not filters.get("status"):
+        filters = {**filters, "status": Finding.Status.PENDING}
+        unreviewed = False
+    examples = Example.objects.filter(pk__in=findings_filter(run, **filters).values("example_id"))
+    if unreviewed:
+        examples = examples.filter(pk__in=run.findings.pending().values("example_id"))
+    return examples.order_by("row_index")
+
+
+def findings_of_examples(run: RedactionRun, example_ids: list[int]) -> dict[int, list[Finding]]:
+    """Every finding of the run in these rows, grouped by row, in text order."""
+    grouped: dict[int, list] = {example_id: [] for example_id in example_ids}
+    for finding in run.findings.filter(example_id__in=example_ids).select_related("decided_by"):
+        grouped[finding.example_id].append(finding)
+    return grouped
+
+
+def findings_pending_by_type(run: RedactionRun) -> dict[str, int]:
+    rows = run.findings.pending().values("entity_type").annotate(count=Count("id")).order_by("entity_type")
+    return {row["entity_type"]: row["count"] for row in rows}
+
+
+def redaction_summary(run: RedactionRun) -> dict:
+    """Counts by entity type and by reviewer, for the summary page and API."""
+    accepted = Q(status=Finding.Status.ACCEPTED)
+    rejected = Q(status=Finding.Status.REJECTED)
+    added = Q(recognizer="reviewer")
+    by_type = []
+    for row in (
+        run.findings.values("entity_type")
+        .annotate(
+            total=Count("id"),
+            accepted=Count("id", filter=accepted),
+            rejected=Count("id", filter=rejected),
+            pending=Count("id", filter=Q(status=Finding.Status.PENDING)),
+            added=Count("id", filter=added),
+        )
+        .order_by("-total", "entity_type")
+    ):
+        decided = row["accepted"] + row["rejected"]
+        by_type.append({**row, "acceptance_rate": row["accepted"] / decided if decided else None})
+    reviewers = list(
+        run.findings.filter(accepted | rejected)
+        .exclude(decided_by=None)
+        .values("decided_by__username")
+        .annotate(
+            accepted=Count("id", filter=accepted),
+            rejected=Count("id", filter=rejected),
+            added=Count("id", filter=added),
+        )
+        .order_by("decided_by__username")
+    )
+    totals = {key: sum(row[key] for row in by_type) for key in ("total", "accepted", "rejected", "pending", "added")}
+    return {
+        "by_type": by_type,
+        "reviewers": [{**row, "username": row.pop("decided_by__username")} for row in reviewers],
+        "totals": totals,
+    }
+
+
+def example_text_fields(example: Example) -> list[tuple[str, str]]:
+    """The text fields that detection reads, in the same order: input, target, then metadata strings."""
+    fields = [("input", example.input)]
+    if example.target:
+        fields.append(("target", example.target))
+    for key, value in (example.metadata or {}).items():
+        if isinstance(value, str) and value.strip():
+            fields.append((f"metadata.{key}", value))
+    return fields

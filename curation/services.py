@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max, Min, Q
 from django.db.models.functions import Length
 from django.utils.text import get_valid_filename
 
@@ -307,7 +307,7 @@ def _stage_rows(upload: Upload, progress: ProgressReporter) -> dict:
                         flush()
                     progress(0.95 * handle.tell() / file_size, status=Upload.Status.VALIDATING, rows=index)
 
-    inserted = _insert_examples(version.pk, rows())
+    inserted = _insert_examples(version.pk, rows(), streaming=True)  # rows() touches the database after None only
     if flag_is_set(cancel_key):
         raise ImportCancelled()
     flush()
@@ -343,40 +343,69 @@ def _example_tuple(row: formats.MappedRow, index: int, split: str) -> tuple:
     )
 
 
-def _insert_examples(version_id: int, rows: Iterable[tuple | None]) -> int:
+def _insert_examples(version_id: int, rows: Iterable[tuple | None], *, streaming: bool = False) -> int:
     """Insert example tuples (in EXAMPLE_COLUMNS order); COPY on PostgreSQL, batched INSERTs elsewhere.
 
-    A ``None`` in ``rows`` asks for the connection back before the next row is pulled: the open COPY
-    ends there, because a connection can run no other statement (writing problems) while it copies.
+    A connection can run no other statement while it copies. So by default the rows are gathered BATCH at a
+    time and each batch is copied on its own: ``rows`` may read or write the database as it goes (a queryset
+    ``.iterator()``, for one). With ``streaming=True`` one COPY takes the rows as they come, and the database
+    stores them while Python prepares the next ones (faster); ``rows`` must then leave the database alone,
+    except right after it yields ``None``, where the COPY ends until the next row.
     """
     count = 0
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
         columns = ", ".join(f'"{name}"' for name in ("version_id", *EXAMPLE_COLUMNS))
+        sql = f"COPY curation_example ({columns}) FROM STDIN"
         rows = iter(rows)
         with connection.cursor() as cursor:
+            if not streaming:
+                gathered: list[tuple] = []
+                for row in rows:  # the next row is asked for only once the COPY of the last batch has ended
+                    if row is not None:
+                        gathered.append(row)
+                    if len(gathered) >= BATCH:
+                        count += _copy_rows(cursor, sql, version_id, gathered)
+                if gathered:
+                    count += _copy_rows(cursor, sql, version_id, gathered)
+                return count
+            # Check the foreign key of each row as it is copied, on the database's core while Python reads the
+            # next rows, rather than queue one deferred check per row for the commit (time and server memory).
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             for first in rows:
                 if first is None:
                     continue
-                with cursor.cursor.copy(f"COPY curation_example ({columns}) FROM STDIN") as copy:
+                with cursor.cursor.copy(sql) as copy:
                     row = first
                     while row is not None:
                         copy.write_row((version_id, *row[:6], Jsonb(row[6]), *row[7:]))
                         count += 1
                         row = next(rows, None)
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # as Django creates its foreign keys: initially deferred
         return count
     batch: list[Example] = []
     for row in rows:
         if row is None:
             continue
-        batch.append(Example(version_id=version_id, **dict(zip(EXAMPLE_COLUMNS, row))))
+        batch.append(Example(version_id=version_id, **dict(zip(EXAMPLE_COLUMNS, row, strict=True))))
         if len(batch) >= 1000:
             Example.objects.bulk_create(batch)
             count += len(batch)
             batch.clear()
     Example.objects.bulk_create(batch)
     return count + len(batch)
+
+
+def _copy_rows(cursor, sql: str, version_id: int, batch: list[tuple]) -> int:
+    from psycopg.types.json import Jsonb
+
+    with cursor.cursor.copy(sql) as copy:
+        for row in batch:
+            copy.write_row((version_id, *row[:6], Jsonb(row[6]), *row[7:]))
+    count = len(batch)
+    batch.clear()
+    return count
 
 
 _DUPLICATES_SQL = """
@@ -388,9 +417,34 @@ SELECT id, source_line, first_line FROM (
 ) ranked WHERE position > 1
 """
 
+# PostgreSQL: the same rows, removed and reported in one statement, so none travel to Python however many
+# there are. COLLATE "C" compares the hex hashes byte by byte: the same groups, a much cheaper sort than the
+# database's language collation.
+_DUPLICATES_DROP_SQL_POSTGRESQL = """
+WITH duplicate AS (
+    SELECT id, source_line, first_line FROM (
+        SELECT id, source_line,
+               ROW_NUMBER() OVER (PARTITION BY row_hash COLLATE "C" ORDER BY row_index) AS position,
+               FIRST_VALUE(source_line) OVER (PARTITION BY row_hash COLLATE "C" ORDER BY row_index) AS first_line
+        FROM curation_example WHERE version_id = %(version)s
+    ) ranked WHERE position > 1
+), dropped AS (
+    DELETE FROM curation_example WHERE id IN (SELECT id FROM duplicate)
+)
+INSERT INTO curation_uploadproblem (upload_id, line, field, reason, message, excerpt)
+SELECT %(upload)s, source_line, '', %(reason)s, 'Same content as line ' || first_line || '.', '' FROM duplicate
+"""
+
 
 def _drop_duplicate_rows(upload: Upload, version: DatasetVersion) -> int:
     """Exact repeats of an earlier row are rejected as duplicates (found in SQL, so memory stays flat)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _DUPLICATES_DROP_SQL_POSTGRESQL,
+                {"version": version.pk, "upload": upload.pk, "reason": UploadProblem.Reason.DUPLICATE.value},
+            )
+            return cursor.rowcount
     dropped = 0
     with connection.cursor() as cursor:
         cursor.execute(_DUPLICATES_SQL, [version.pk])
@@ -472,21 +526,54 @@ def _version_new(*, dataset: Dataset, parent, operation: str, params: dict, acto
     return version
 
 
-def _version_finalize(version: DatasetVersion) -> None:
-    """Row count, content hash (rows in order, with their split) and summary statistics."""
-    examples = Example.objects.filter(version=version)
+_CONTENT_HASH_CHUNK = 50_000
+_CONTENT_HASH_CHUNK_SQL_POSTGRESQL = """
+SELECT count(*), string_agg(row_hash || ':' || split || E'\\n', '' ORDER BY row_index)
+FROM curation_example WHERE version_id = %s AND row_index > %s AND row_index <= %s
+"""
+
+
+def _content_digest(version_id: int) -> tuple[int, str]:
+    """Row count and SHA-256 of "row_hash:split" lines (newline-ended) for every row, in row order."""
     digest = hashlib.sha256()
     count = 0
+    examples = Example.objects.filter(version_id=version_id)
+    if connection.vendor == "postgresql":
+        # The lines are joined in the database a slice of rows at a time (memory stays flat on both sides):
+        # a few queries instead of a Python loop over every row.
+        bounds = examples.aggregate(low=Min("row_index"), top=Max("row_index"))
+        if bounds["top"] is None:
+            return 0, digest.hexdigest()
+        with connection.cursor() as cursor:
+            for start in range(bounds["low"] - 1, bounds["top"], _CONTENT_HASH_CHUNK):
+                cursor.execute(_CONTENT_HASH_CHUNK_SQL_POSTGRESQL, [version_id, start, start + _CONTENT_HASH_CHUNK])
+                rows, lines = cursor.fetchone()
+                if rows:
+                    count += rows
+                    digest.update(lines.encode())
+        return count, digest.hexdigest()
     for hash_value, split in examples.order_by("row_index").values_list("row_hash", "split").iterator(chunk_size=20000):
         digest.update(f"{hash_value}:{split}\n".encode())
         count += 1
+    return count, digest.hexdigest()
+
+
+def _version_finalize(version: DatasetVersion) -> None:
+    """Row count, content hash (rows in order, with their split) and summary statistics."""
+    examples = Example.objects.filter(version=version)
+    count, content_hash = _content_digest(version.pk)
 
     def counts(field: str) -> dict[str, int]:
         return {value or "": total for value, total in examples.values_list(field).annotate(n=Count("id")).order_by()}
 
-    flag_counts = {flag.label: examples.flagged(flag.value).count() for flag in Flag}
+    # All flags in one pass over the rows rather than one query per flag.
+    bits = {f"_bit_{flag.value}": F("flags").bitand(flag.value) for flag in Flag}
+    totals = examples.alias(**bits).aggregate(
+        **{f"flag_{flag.value}": Count("id", filter=Q(**{f"_bit_{flag.value}__gt": 0})) for flag in Flag}
+    )
+    flag_counts = {flag.label: totals[f"flag_{flag.value}"] for flag in Flag}
     version.row_count = count
-    version.content_hash = digest.hexdigest()
+    version.content_hash = content_hash
     version.stats = {
         "splits": counts("split"),
         "labels": counts("label") if version.dataset.task_type == TaskType.CLASSIFICATION else {},
@@ -506,6 +593,9 @@ def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, act
     version = _version_new(dataset=parent.dataset, parent=parent, operation=operation, params=params, actor=actor,
                            seed=parent.split_seed if seed is None else seed,
                            ratios=ratios or parent.split_ratios)
+    # Dropping rows or re-splitting adds no text, so an approved parent's child stays approved.
+    version.privacy = parent.privacy
+    version.save(update_fields=["privacy"])
     source = keep if keep is not None else parent.examples.all()
     column_sql = ", ".join(f'"{name}"' for name in EXAMPLE_COLUMNS)
     select_sql, select_params = source.order_by().values_list(*EXAMPLE_COLUMNS).query.sql_with_params()

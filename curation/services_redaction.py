@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.services import audit_record
@@ -25,6 +25,12 @@ from curation.services import _insert_examples, _version_finalize, _version_new
 from curation.text import quality_flags, row_hash, text_hash
 
 CHUNK = 200
+
+
+class FindingConflict(ValidationError):
+    """Another reviewer decided the same finding since this reviewer loaded it."""
+
+
 DEFAULT_ENTITIES = list(pii.DEFAULT_ENTITIES)
 
 
@@ -36,7 +42,7 @@ def redaction_config_clean(config: dict | None) -> dict:
     config = dict(config or {})
     errors: dict[str, str] = {}
     entities = config.get("entities") or DEFAULT_ENTITIES
-    unknown = sorted(set(entities) - set(pii.SUPPORTED_ENTITIES))
+    unknown = sorted(set(entities) - set(pii.ENTITY_TYPES))
     if unknown:
         errors["entities"] = f"Unknown entity type(s): {', '.join(unknown)}."
     thresholds = config.get("thresholds") or {}
@@ -69,11 +75,12 @@ def _pii_config(config: dict, *, dataset_id: int) -> pii.PiiConfig:
     return pii.PiiConfig(
         entities=tuple(config["entities"]),
         thresholds=config["thresholds"],
-        operators={**dict.fromkeys(config["entities"], config["default_operator"]), **config["operators"]},
+        operators=config["operators"],
+        default_operator=config["default_operator"],
         allow_list=tuple(config["allow_list"]),
         deny_list=config["deny_list"],
-        model=config["model"],
-        hash_key=_dataset_key(dataset_id),
+        spacy_model=config["model"],
+        key=_dataset_key(dataset_id),
     )
 
 
@@ -217,7 +224,7 @@ def finding_decide(*, finding: Finding, actor, status: str, revision: int, entit
     if someone else decided in the meantime, nothing changes and the message says so."""
     if status not in Finding.Status.values:
         raise ValidationError({"status": "Choose accepted, rejected or pending."})
-    if entity_type is not None and entity_type not in pii.SUPPORTED_ENTITIES:
+    if entity_type is not None and entity_type not in pii.ENTITY_TYPES:
         raise ValidationError({"entity_type": f"Unknown entity type {entity_type!r}."})
     _require_review_open(finding.run)
     changes = {"status": status, "revision": revision + 1, "decided_by": actor, "decided_at": timezone.now()}
@@ -225,11 +232,24 @@ def finding_decide(*, finding: Finding, actor, status: str, revision: int, entit
         changes["entity_type"] = entity_type
     with transaction.atomic():
         before = Finding.objects.filter(pk=finding.pk).values("status", "entity_type").first()
+        if entity_type and entity_type != finding.entity_type:
+            twin = Finding.objects.filter(
+                run_id=finding.run_id,
+                example_id=finding.example_id,
+                field=finding.field,
+                start=finding.start,
+                end=finding.end,
+                entity_type=entity_type,
+            ).exists()
+            if twin:
+                raise ValidationError(
+                    {"entity_type": f"This text is already marked as {entity_type}; decide that finding instead."}
+                )
         updated = Finding.objects.filter(pk=finding.pk, revision=revision).update(**changes)
         if not updated:
             current = Finding.objects.select_related("decided_by").get(pk=finding.pk)
             who = current.decided_by.username if current.decided_by else "someone"
-            raise ValidationError(
+            raise FindingConflict(
                 f"{who} changed this finding a moment ago (it is now “{current.get_status_display()}”). "
                 "Reload to see the latest decision."
             )
@@ -254,7 +274,7 @@ def finding_add(
     text = field_text(example, field)
     if text is None:
         raise ValidationError({"field": f"This row has no text field “{field}”."})
-    if entity_type not in pii.SUPPORTED_ENTITIES:
+    if entity_type not in pii.ENTITY_TYPES:
         raise ValidationError({"entity_type": f"Unknown entity type {entity_type!r}."})
     if not 0 <= start < end <= len(text):
         raise ValidationError({"end": f"The span {start}–{end} is outside the text, which has {len(text)} characters."})
@@ -277,7 +297,13 @@ def finding_add(
             },
         )
         if created:
-            RedactionRun.objects.filter(pk=run.pk).update(finding_count=run.finding_count + 1)
+            RedactionRun.objects.filter(pk=run.pk).update(finding_count=F("finding_count") + 1)
+        elif finding.status != Finding.Status.ACCEPTED:
+            # The detector had proposed exactly this span: marking it is accepting it.
+            Finding.objects.filter(pk=finding.pk).update(
+                status=Finding.Status.ACCEPTED, revision=F("revision") + 1, decided_by=actor, decided_at=timezone.now()
+            )
+            finding.refresh_from_db()
         audit_record(
             actor=actor,
             action="finding.add",
@@ -313,8 +339,6 @@ def findings_bulk_decide(
     if max_score is not None:
         findings = findings.filter(score__lte=max_score)
     with transaction.atomic():
-        from django.db.models import F
-
         count = findings.update(status=status, revision=F("revision") + 1, decided_by=actor, decided_at=timezone.now())
         audit_record(
             actor=actor,
@@ -392,23 +416,41 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
 
 
 def _redacted_rows(run: RedactionRun, engine: pii.PiiEngine, pseudonymizer) -> Iterator[tuple]:
-    accepted: dict[int, dict[str, list[pii.Span]]] = {}
+    accepted: dict[int, dict[str, list[pii.Finding]]] = {}
     for example_id, field, start, end, entity_type in (
         run.findings.accepted()
         .values_list("example_id", "field", "start", "end", "entity_type")
         .iterator(chunk_size=5000)
     ):
         accepted.setdefault(example_id, {}).setdefault(field, []).append(
-            pii.Span(entity_type=entity_type, start=start, end=end, score=1.0, recognizer="review")
+            pii.Finding(entity_type=entity_type, start=start, end=end, score=1.0, recognizer="review", text="")
         )
+    rejected: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for example_id, field, start, end in (
+        run.findings.filter(status=Finding.Status.REJECTED).values_list("example_id", "field", "start", "end")
+    ).iterator(chunk_size=5000):
+        rejected.setdefault((example_id, field), []).append((start, end))
+    values = _accepted_values(run, accepted)
+    matcher = _value_matcher(values)
     for example in run.version.examples.order_by("row_index").iterator(chunk_size=2000):
         spans = accepted.get(example.pk, {})
-        text = _redact(engine, pseudonymizer, spans.get("input"), example.input)
-        target = _redact(engine, pseudonymizer, spans.get("target"), example.target)
+
+        def redact(field: str, text: str, example=example, spans=spans) -> str:
+            found = list(spans.get(field, ()))
+            if matcher is not None:
+                kept = rejected.get((example.pk, field), ())
+                found += [
+                    mention
+                    for mention in _other_mentions(text, found, matcher, values)
+                    # A reviewer who explicitly kept this very mention is not overruled.
+                    if not any(start <= mention.start and mention.end <= end for start, end in kept)
+                ]
+            return engine.anonymize(text, found, pseudonymizer) if found else text
+
+        text = redact("input", example.input)
+        target = redact("target", example.target)
         metadata = {
-            key: _redact(engine, pseudonymizer, spans.get(f"metadata.{key}"), value)
-            if isinstance(value, str)
-            else value
+            key: redact(f"metadata.{key}", value) if isinstance(value, str) else value
             for key, value in (example.metadata or {}).items()
         }
         yield (
@@ -424,6 +466,52 @@ def _redacted_rows(run: RedactionRun, engine: pii.PiiEngine, pseudonymizer) -> I
             text_hash(text, target),
             quality_flags(text, target),
         )
+
+
+# Values shorter than this are not searched for elsewhere ("Al", "Jo" would hit ordinary words).
+_PROPAGATE_MIN_CHARS = 3
+
+
+def _accepted_values(run: RedactionRun, accepted: dict[int, dict[str, list[pii.Finding]]]) -> dict[str, str]:
+    """Every accepted original value (→ its entity type), to redact it wherever else it occurs in the dataset."""
+    values: dict[str, str] = {}
+    examples = run.version.examples.filter(pk__in=list(accepted)).only("pk", "input", "target", "metadata")
+    for example in examples.iterator(chunk_size=2000):
+        for field, spans in accepted[example.pk].items():
+            text = field_text(example, field) or ""
+            for span in spans:
+                value = text[span.start : span.end].strip()
+                if len(value) >= _PROPAGATE_MIN_CHARS:
+                    values.setdefault(value, span.entity_type)
+    return values
+
+
+def _value_matcher(values: dict[str, str]):
+    import regex
+
+    if not values:
+        return None
+    alternatives = "|".join(regex.escape(value) for value in sorted(values, key=len, reverse=True))
+    return regex.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+def _other_mentions(text: str, found: list[pii.Finding], matcher, values: dict[str, str]) -> list[pii.Finding]:
+    """Mentions of an accepted value that no finding covers in this text: a reviewer's decision applies everywhere."""
+    extra = []
+    for match in matcher.finditer(text):
+        if any(span.start <= match.start() and match.end() <= span.end for span in found):
+            continue
+        extra.append(
+            pii.Finding(
+                entity_type=values[match.group()],
+                start=match.start(),
+                end=match.end(),
+                score=1.0,
+                recognizer="propagated",
+                text="",
+            )
+        )
+    return extra
 
 
 def _redact(engine: pii.PiiEngine, pseudonymizer, spans: list | None, text: str) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import unicodedata
+from bisect import bisect
+from itertools import accumulate
 
 SHORT_WORDS = 3
 LONG_CHARS = 20_000
@@ -21,47 +24,167 @@ _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _STOPWORDS = frozenset(
-    "the a an and or of to in is are was were be been for on with at by from this that it as not "
-    "you your we our i my me he she they them his her their please thanks thank can could will "
-    "would should have has had do does did if but so what when where how which who".split()
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "for",
+        "on",
+        "with",
+        "at",
+        "by",
+        "from",
+        "this",
+        "that",
+        "it",
+        "as",
+        "not",
+        "you",
+        "your",
+        "we",
+        "our",
+        "i",
+        "my",
+        "me",
+        "he",
+        "she",
+        "they",
+        "them",
+        "his",
+        "her",
+        "their",
+        "please",
+        "thanks",
+        "thank",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "did",
+        "if",
+        "but",
+        "so",
+        "what",
+        "when",
+        "where",
+        "how",
+        "which",
+        "who",
+    ]
+)
+
+
+# These run for every imported row, so they have fast paths that give exactly the same result
+# (they were checked against the plain definitions on every code point and on random and real text).
+_json_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) uses for a str
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# ASCII fast path of normalise: lower case; every byte that is neither \w nor \s becomes a space, and so
+# does every \s byte, since bytes.split() knows fewer whitespace bytes than str.split() and \s.
+_ASCII_NORMALISE = bytes(ch if chr(ch).isalnum() or ch == 0x5F else 0x20 for ch in range(128)).lower() + bytes(
+    range(128, 256)
 )
 
 
 def row_hash(input_text: str, target: str, label: str, group: str) -> str:
-    payload = json.dumps([input_text, target, label, group], ensure_ascii=False, separators=(",", ":"))
+    if type(input_text) is type(target) is type(label) is type(group) is str:
+        payload = f"[{_json_string(input_text)},{_json_string(target)},{_json_string(label)},{_json_string(group)}]"
+    else:
+        payload = _ROW_ENCODER.encode([input_text, target, label, group])
     return hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def normalise(text: str) -> str:
     """Case, accents-as-composed, punctuation and spacing removed: what a reader would call 'the same text'."""
+    if text.isascii():
+        return _normalised_ascii(text).decode("ascii")
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _PUNCT.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    # str.split() and \s agree on what whitespace is, so this equals _SPACE.sub(" ", text).strip().
+    return " ".join(text.split())
+
+
+def _normalised_ascii(text: str) -> bytes:
+    """normalise() of ASCII text, as bytes: ASCII is NFKC already and casefolds to lower case."""
+    return b" ".join(text.encode("ascii").translate(_ASCII_NORMALISE).split())
+
+
+def _normalised_utf8(text: str) -> bytes:
+    return _normalised_ascii(text) if text.isascii() else normalise(text).encode("utf-8", "surrogatepass")
 
 
 def text_hash(input_text: str, target: str) -> str:
-    payload = normalise(input_text) + "\x1f" + normalise(target)
-    return hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    payload = _normalised_utf8(input_text) + b"\x1f" + _normalised_utf8(target)
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# ASCII words (runs of letters, as _WORD finds them), lower-cased, by turning every other byte into a space.
+_ASCII_WORDS = bytes(ch if chr(ch).isalpha() else 0x20 for ch in range(128)).lower() + b" " * 128
+_STOPWORDS_ASCII = frozenset(word.encode() for word in _STOPWORDS)
 
 
 def looks_english(text: str) -> bool:
     """A cheap heuristic: mostly Latin letters and some common English function words."""
-    letters = [ch for ch in text[:2000] if ch.isalpha()]
-    if len(letters) < 20:
+    head = text[:2000]
+    # Counted in C, not per character in Python (this runs for every imported row):
+    # ASCII letters by deleting them from the UTF-8 bytes (other characters never encode to ASCII bytes).
+    encoded = head.encode("utf-8", "surrogatepass")
+    latin = len(encoded) - len(encoded.translate(None, _ASCII_LETTERS))
+    ascii_only = len(encoded) == len(head)
+    letters = latin if ascii_only else sum(map(str.isalpha, head))
+    if letters < 20:
         return True  # too little text to judge
-    latin = sum(1 for ch in letters if ch.isascii())
-    if latin / len(letters) < 0.6:
+    if latin / letters < 0.6:
         return False
-    words = [word.lower() for word in _WORD.findall(text[:2000])]
+    if ascii_only:
+        words = encoded.translate(_ASCII_WORDS).split()
+        if len(words) < 8:
+            return True
+        # English text meets its share of function words within a few words: stop counting there.
+        need = _least_count(len(words), 0.05)
+        for word in words:
+            if word in _STOPWORDS_ASCII:
+                need -= 1
+                if not need:
+                    return True
+        return False
+    words = [word.lower() for word in _WORD.findall(head)]
     if len(words) < 8:
         return True
-    return sum(1 for word in words if word in _STOPWORDS) / len(words) >= 0.05
+    return sum(map(_STOPWORDS.__contains__, words)) / len(words) >= 0.05
+
+
+def _least_count(total: int, share: float) -> int:
+    """The least k >= 1 with k / total >= share (the same float test as the plain ratio check)."""
+    k = max(math.ceil(total * share), 1)
+    while k > 1 and (k - 1) / total >= share:
+        k -= 1
+    while k / total < share:
+        k += 1
+    return k
 
 
 def quality_flags(input_text: str, target: str, label: str = "", label_set: frozenset[str] | None = None) -> int:
     flags = 0
     text = f"{input_text} {target}"
-    if len(text.split()) < SHORT_WORDS:
+    if len(text.split(None, SHORT_WORDS)) < SHORT_WORDS:  # fewer than SHORT_WORDS words; stops counting there
         flags |= FLAG_SHORT
     if len(text) > LONG_CHARS:
         flags |= FLAG_LONG
@@ -105,11 +228,16 @@ class SplitAssigner:
         self.counts: dict[str, dict[str, int]] = {}
 
     def assign(self, label: str = "") -> str:
-        counts = self.counts.setdefault(label, dict.fromkeys(self.names, 0))
+        counts = self.counts.get(label)
+        if counts is None:
+            counts = self.counts[label] = dict.fromkeys(self.names, 0)
         total = sum(counts.values()) + 1
         weights = [max(self.ratios[name] * total - counts[name], 0.0) for name in self.names]
         if sum(weights) <= 0:
             weights = [self.ratios[name] for name in self.names]
-        choice = self.rng.choices(self.names, weights=weights)[0]
+        # The draw of random.choices(self.names, weights=weights)[0] (CPython 3.11-3.13), without its overhead:
+        # one random() scaled by the total weight, placed among the cumulative weights.
+        cumulative = list(accumulate(weights))
+        choice = self.names[bisect(cumulative, self.rng.random() * (cumulative[-1] + 0.0), 0, len(cumulative) - 1)]
         counts[choice] += 1
         return choice

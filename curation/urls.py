@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from curation import views
+from curation import views, views_review
 
 app_name = "curation"
 urlpatterns = [
@@ -17,6 +17,15 @@ urlpatterns = [
     path("dedupe/<int:run_id>/", views.dedupe_detail, name="dedupe_detail"),
     path("dedupe/<int:run_id>/progress/", views.dedupe_progress, name="dedupe_progress"),
     path("dedupe/<int:run_id>/apply/", views.dedupe_apply, name="dedupe_apply"),
+    path("versions/<int:version_id>/privacy/", views_review.redaction_start, name="redaction_start"),
+    path("privacy/<int:run_id>/", views_review.redaction_detail, name="redaction_detail"),
+    path("privacy/<int:run_id>/progress/", views_review.redaction_progress, name="redaction_progress"),
+    path("privacy/<int:run_id>/review/", views_review.redaction_review, name="redaction_review"),
+    path("privacy/<int:run_id>/add/", views_review.finding_add, name="finding_add"),
+    path("privacy/<int:run_id>/bulk/", views_review.findings_bulk, name="findings_bulk"),
+    path("privacy/<int:run_id>/approve/", views_review.redaction_approve, name="redaction_approve"),
+    path("privacy/<int:run_id>/pseudonyms/", views_review.redaction_pseudonyms, name="redaction_pseudonyms"),
+    path("findings/<int:finding_id>/decide/", views_review.finding_decide, name="finding_decide"),
     path("uploads/", views.upload_list, name="upload_list"),
     path("uploads/new/", views.upload_create, name="upload_create"),
     path("uploads/<int:upload_id>/", views.upload_detail, name="upload_detail"),

@@ -36,6 +36,8 @@ UPLOADERS = frozenset({"curator", "engineer", "admin"})  # add_upload
 CURATORS = frozenset({"curator", "engineer", "admin"})  # change_dataset
 EXPORTERS = frozenset({"curator", "engineer", "admin"})  # export_datasetversion
 AUDITORS = frozenset({"admin"})  # view_auditevent
+RUN_VIEWERS = frozenset({"curator", "privacy_reviewer", "engineer", "admin"})  # view_redactionrun
+PRIVACY_REVIEWERS = frozenset({"privacy_reviewer", "admin"})  # review_redactionrun, view_pseudonyms
 
 CSV = "question,answer\nWhere is my refund?,It was sent on Monday.\nHow do I log in?,Use the link.\n,empty\n"
 
@@ -61,6 +63,25 @@ class World:
     def run(self):
         run = services.dedupe_run_start(version=self.version, actor=None, mode="exact")
         services.dedupe_run_execute(run_id=run.pk)  # the worker's part, run here
+        return run
+
+    @cached_property
+    def raw_version(self):
+        version = VersionFactory(row_count=1)  # not yet through privacy review
+        ExampleFactory(version=version, input="Maria Lopez asked for a refund.")
+        return version
+
+    @cached_property
+    def redaction(self):
+        """A detection run ready for review, its findings stored as the worker would."""
+        from tests.curation.test_views_review import make_review
+
+        return make_review(None)
+
+    @cached_property
+    def decided_redaction(self):
+        run = self.redaction
+        run.findings.update(status="accepted")
         return run
 
     def upload(self, *, checked: bool = False):
@@ -130,6 +151,27 @@ def run_id(w):
     return w.run.pk
 
 
+def redaction_id(w):
+    return w.redaction.pk
+
+
+def decided_redaction_id(w):
+    return w.decided_redaction.pk
+
+
+def finding_id(w):
+    return w.redaction.findings.order_by("id").first().pk
+
+
+def patch(name: str, arg: Callable[[World], int], data: Callable[[World], dict]):
+    return lambda w, c: c.patch(reverse(name, args=[arg(w)]), data(w), format="json")
+
+
+def _add_span(w: World) -> dict:
+    example = w.redaction.version.examples.order_by("row_index").last()
+    return {"example": example.pk, "field": "target", "start": 0, "end": 2, "entity_type": "PERSON"}
+
+
 def upload_id(w):
     return w.upload().pk
 
@@ -175,6 +217,37 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
         EXAMPLE_READERS, 200, get("api-dedupe-groups", run_id)
     ),
     ("api/v1/dedupe-runs/<int:run_id>/apply/", "POST"): Endpoint(CURATORS, 201, post("api-dedupe-apply", run_id)),
+    ("api/v1/versions/<int:version_id>/redaction-runs/", "POST"): Endpoint(
+        PRIVACY_REVIEWERS,
+        202,
+        post("api-redaction-start", lambda w: w.raw_version.pk, lambda w: {"entities": ["PERSON"]}),
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/", "GET"): Endpoint(
+        RUN_VIEWERS, 200, get("api-redaction-detail", redaction_id)
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/summary/", "GET"): Endpoint(
+        RUN_VIEWERS, 200, get("api-redaction-summary", redaction_id)
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/findings/", "GET"): Endpoint(
+        PRIVACY_REVIEWERS, 200, get("api-redaction-findings", redaction_id, "?entity_type=PERSON&min_score=0.5")
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/findings/", "POST"): Endpoint(
+        PRIVACY_REVIEWERS, 201, post("api-redaction-findings", redaction_id, _add_span)
+    ),
+    ("api/v1/findings/<int:finding_id>/", "PATCH"): Endpoint(
+        PRIVACY_REVIEWERS, 200, patch("api-finding-detail", finding_id, lambda w: {"status": "accepted", "revision": 0})
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/bulk-decide/", "POST"): Endpoint(
+        PRIVACY_REVIEWERS,
+        200,
+        post("api-redaction-bulk-decide", redaction_id, lambda w: {"status": "rejected", "entity_type": "US_SSN"}),
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/approve/", "POST"): Endpoint(
+        PRIVACY_REVIEWERS, 201, post("api-redaction-approve", decided_redaction_id)
+    ),
+    ("api/v1/redaction-runs/<int:run_id>/pseudonyms/", "GET"): Endpoint(
+        PRIVACY_REVIEWERS, 200, get("api-redaction-pseudonyms", redaction_id)
+    ),
     ("api/v1/uploads/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-list")),
     ("api/v1/uploads/", "POST"): Endpoint(UPLOADERS, 201, _upload_post),
     ("api/v1/uploads/<int:upload_id>/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-detail", upload_id)),
