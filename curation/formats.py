@@ -364,7 +364,7 @@ def _read_delimited(binary: BinaryIO, delimiter: str, max_row_bytes: int) -> Ite
             column = next(header[i] for i, value in enumerate(row) if _has_surrogates(value))
             yield Problem(line, "invalid_utf8", "This row contains bytes that are not valid UTF-8.", field=column)
             continue
-        yield RawRow(line, dict(zip(header, row)))
+        yield RawRow(line, dict(zip(header, row, strict=True)))
 
 
 def _has_surrogates(value: str) -> bool:
