@@ -393,7 +393,8 @@ def _mib(value: float) -> str:
 def _print_import(label: str, result: dict) -> None:
     print(
         f"{label}: {result['rows']} rows ({result['good']} kept, {result['rejected']} rejected) in "
-        f"{result['seconds']:.1f} s = {result['rows_per_s']:,.0f} rows/s, peak RSS {_mib(result['peak_rss'])}"
+        f"{result['seconds']:.1f} s = {result['rows_per_s']:,.0f} rows/s, peak RSS {_mib(result['peak_rss'])} "
+        f"({_mib(result['rss_after_setup'])} after start-up)"
     )
     print(f"{label} phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result["phases"].items()))
     print(f"{label} CPU: Python {result['cpu']['python']:.1f} s, PostgreSQL backend {result['cpu']['postgres']:.1f} s")
