@@ -278,14 +278,33 @@ async def client(number: int, base: str, token: str, info: dict, stats: Stats, d
                     break
 
 
+async def warm_up(base: str, tokens: list[str], info: dict, args) -> None:
+    """Requests in parallel until every worker thread has loaded its code and opened its database connection."""
+    import httpx
+
+    url = f"{base}/api/v1/versions/{info['version']}/examples/"
+    async with httpx.AsyncClient(timeout=60) as http:
+        for _ in range(2):
+            await asyncio.gather(
+                *(
+                    http.get(url, headers={"Authorization": f"Token {tokens[n % len(tokens)]}"})
+                    for n in range(args.workers * args.threads)
+                )
+            )
+
+
 async def load(base: str, tokens: list[str], info: dict, args) -> tuple[Stats, float]:
+    await warm_up(base, tokens, info, args)
     stats = Stats()
     deadline = time.monotonic() + args.duration
     started = time.perf_counter()
-    tasks = [
-        asyncio.create_task(client(n, base, tokens[n % len(tokens)], info, stats, deadline, args))
-        for n in range(args.clients)
-    ]
+
+    async def ramped(number: int) -> None:
+        # Clients join one after another over the ramp-up, as people arrive, not all in the same millisecond.
+        await asyncio.sleep(args.ramp * number / args.clients)
+        await client(number, base, tokens[number % len(tokens)], info, stats, deadline, args)
+
+    tasks = [asyncio.create_task(ramped(n)) for n in range(args.clients)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.duration + 60)
     except TimeoutError:
@@ -318,6 +337,7 @@ def main() -> None:
         default=0.0,
         help="mean pause in seconds between a client's requests (default 0: back to back)",
     )
+    parser.add_argument("--ramp", type=float, default=5, help="seconds over which the clients join (default 5)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--fresh", action="store_true", help="always re-create the bench database and import")
@@ -346,15 +366,8 @@ def main() -> None:
             )
             response.raise_for_status()
             tokens.append(response.json()["token"])
-        # Warm-up: every worker process loads its code and opens its database connections.
-        for n in range(args.workers * 4):
-            httpx.get(
-                f"{base}/api/v1/versions/{info['version']}/examples/",
-                headers={"Authorization": f"Token {tokens[n % USERS]}"},
-                timeout=30,
-            )
         print(
-            f"load: {args.clients} clients, {args.duration:.0f} s, think time "
+            f"load: {args.clients} clients joining over {args.ramp:g} s, {args.duration:.0f} s, think time "
             f"{'none' if not args.think else f'0-{2 * args.think:g} s'}, {USERS} users signed in with tokens"
         )
         stats, seconds = asyncio.run(load(base, tokens, info, args))
