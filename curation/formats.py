@@ -428,6 +428,13 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
                 Problem(raw.line, "bad_type", f"“{column}” contains a NUL character, which text cannot hold.", column)
             )
             continue
+        if not value.isascii() and _has_surrogates(value):
+            problems.append(
+                Problem(
+                    raw.line, "invalid_utf8", f"“{column}” holds a lone surrogate escape, which is not text.", column
+                )
+            )
+            continue
         if role in required and not value.strip():
             problems.append(Problem(raw.line, "empty_text", f"“{column}” is empty.", column))
             continue
@@ -452,6 +459,10 @@ def map_row(raw: RawRow, mapping: dict, *, task_type: str, max_text_chars: int) 
     }
     if _may_dump_nul(metadata) and "\\u0000" in json.dumps(metadata):
         return [Problem(raw.line, "bad_type", "A metadata field contains a NUL character, which text cannot hold.")]
+    if any(not isinstance(v, str) or not v.isascii() for v in metadata.values()) and _has_surrogates(
+        json.dumps(metadata, ensure_ascii=False)
+    ):
+        return [Problem(raw.line, "invalid_utf8", "A metadata field holds a lone surrogate escape, which is not text.")]
     return MappedRow(
         raw.line,
         values["input"],

@@ -148,3 +148,17 @@ def test_column_names_come_from_header_or_first_objects(write_file):
     assert formats.sniff_columns(write_file("t.csv", "b,a\n1,2\n"), "csv", max_row_bytes=LIMIT) == ["b", "a"]
     path = write_file("t.jsonl", '{"x": 1}\n{"y": 2, "x": 3}\n')
     assert formats.sniff_columns(path, "jsonl", max_row_bytes=LIMIT) == ["x", "y"]
+
+
+def test_lone_surrogate_escapes_are_rejected_per_row(write_file):
+    path = write_file(
+        "t.jsonl",
+        '{"q": "ok", "a": "x"}\n{"q": "bad \\ud800 text", "a": "x"}\n{"q": "fine", "a": "x", "note": "\\udfff"}\n',
+    )
+    mapped = [
+        formats.map_row(item, {"input": "q", "target": "a"}, task_type="sft", max_text_chars=100)
+        for item in rows(path, "jsonl")
+    ]
+    assert mapped[0].input == "ok"
+    assert [p.reason for p in mapped[1]] == ["invalid_utf8"]
+    assert [p.reason for p in mapped[2]] == ["invalid_utf8"]
