@@ -17,28 +17,14 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.apis import ErrorOutput, permission_note
 from accounts.roles import REVIEW_REDACTION, VIEW_PSEUDONYMS, VIEW_REDACTION
 from curation import pii, selectors, services_redaction
-from curation.apis import VersionOutput
+from curation.apis import VersionOutput, _choice_error, _describe, _errors, _version_or_404
 from curation.forms_review import ENTITY_CHOICES, entity_label
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
 from projectsite.permissions import HasPerm
 
 MAX_PAGE_SIZE = 500
-
-
-def _describe(text: str, perm: str | None) -> str:
-    return f"{text}\n\n{permission_note(perm)}"
-
-
-def _errors(*codes: int) -> dict:
-    return dict.fromkeys(codes, ErrorOutput)
-
-
-def _choice_error(what: str, choices) -> dict:
-    listed = ", ".join(str(value) for value, _ in choices)
-    return {"invalid_choice": f"Unknown {what} “{{input}}”. Use one of: {listed}."}
 
 
 class Conflict(exceptions.APIException):
@@ -47,13 +33,6 @@ class Conflict(exceptions.APIException):
 
 
 # --- lookups: permission first (403), then the object (404) -----------------------------------
-
-
-def _version_or_404(version_id: int) -> DatasetVersion:
-    try:
-        return selectors.version_ready_get(version_id)
-    except DatasetVersion.DoesNotExist:
-        raise exceptions.NotFound(f"There is no ready version #{version_id}.") from None
 
 
 def _run_or_404(run_id: int) -> RedactionRun:

@@ -41,6 +41,7 @@ from curation.forms_review import (
     entity_label,
 )
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
+from curation.views import _version_or_404
 
 EXAMPLES_PER_PAGE = 10
 
@@ -53,13 +54,6 @@ SHORTCUTS = (
     ("n", "add the selected text (choose its kind, then Enter)"),
     ("?", "show or hide this help (also h)"),
 )
-
-
-def _version_or_404(version_id: int) -> DatasetVersion:
-    try:
-        return selectors.version_ready_get(version_id)
-    except DatasetVersion.DoesNotExist:
-        raise Http404("No such version.") from None
 
 
 def _run_or_404(run_id: int) -> RedactionRun:
