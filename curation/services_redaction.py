@@ -47,12 +47,17 @@ def redaction_config_clean(config: dict | None) -> dict:
         errors["entities"] = f"Unknown entity type(s): {', '.join(unknown)}."
     thresholds = config.get("thresholds") or {}
     for entity, value in thresholds.items():
-        if not isinstance(value, int | float) or not 0 <= value <= 1:
+        if entity not in pii.ENTITY_TYPES:
+            errors["thresholds"] = f"A threshold is set for {entity}, which is not an entity type we detect."
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             errors["thresholds"] = f"The threshold for {entity} must be a number between 0 and 1."
     operators = config.get("operators") or {}
     bad = sorted(op for op in operators.values() if op not in pii.OPERATORS)
     if bad:
         errors["operators"] = f"Unknown operator(s): {', '.join(bad)}. Use one of: {', '.join(pii.OPERATORS)}."
+    bad_types = sorted(entity for entity in operators if entity not in pii.ENTITY_TYPES)
+    if bad_types:
+        errors["operators"] = f"An operator is set for {', '.join(bad_types)}, which is not an entity type we detect."
     default_operator = config.get("default_operator", "pseudonym")
     if default_operator not in pii.OPERATORS:
         errors["default_operator"] = f"Unknown operator {default_operator!r}. Use one of: {', '.join(pii.OPERATORS)}."

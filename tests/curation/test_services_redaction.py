@@ -205,6 +205,10 @@ def test_config_is_checked():
     assert set(error.value.message_dict) == {"entities", "operators"}
     with pytest.raises(ValidationError, match="between 0 and 1"):
         redaction_config_clean({"thresholds": {"PERSON": 3}})
+    with pytest.raises(ValidationError, match="FAVOURITE_COLOUR, which is not an entity type"):
+        redaction_config_clean({"thresholds": {"FAVOURITE_COLOUR": 0.5}})
+    with pytest.raises(ValidationError, match="SHOE_SIZE, which is not an entity type"):
+        redaction_config_clean({"operators": {"SHOE_SIZE": "mask"}})
 
 
 def test_detection_runs_on_a_real_worker(transactional_db, celery_worker_proc, make_user, tmp_path):
