@@ -24,6 +24,14 @@ VIEW_AUDIT = "accounts.view_auditevent"
 VIEW_REDACTION = "curation.view_redactionrun"
 REVIEW_REDACTION = "curation.review_redactionrun"
 VIEW_PSEUDONYMS = "curation.view_pseudonyms"
+VIEW_JOBS = "training.view_trainingjob"
+LAUNCH_JOBS = "training.add_trainingjob"
+MANAGE_JOBS = "training.change_trainingjob"
+VIEW_BASE_MODELS = "training.view_basemodel"
+REGISTER_BASE_MODELS = "training.add_basemodel"
+VIEW_MODELS = "training.view_trainedmodel"
+DOWNLOAD_MODELS = "training.download_trainedmodel"
+TRAIN = (VIEW_JOBS, LAUNCH_JOBS, MANAGE_JOBS, VIEW_BASE_MODELS, REGISTER_BASE_MODELS, VIEW_MODELS, DOWNLOAD_MODELS)
 
 ROLES: tuple[Role, ...] = (
     Role(
@@ -48,13 +56,13 @@ ROLES: tuple[Role, ...] = (
         "engineer",
         "Engineer",
         "Imports and curates data, launches training and evaluation.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, *TRAIN),
     ),
     Role(
         "manager",
         "Manager",
         "Reads dashboards: dataset sizes, model quality and business results.",
-        (VIEW_DATASETS,),
+        (VIEW_DATASETS, VIEW_JOBS, VIEW_BASE_MODELS, VIEW_MODELS),
     ),
     Role(
         "admin",
@@ -70,6 +78,7 @@ ROLES: tuple[Role, ...] = (
             VIEW_REDACTION,
             REVIEW_REDACTION,
             VIEW_PSEUDONYMS,
+            *TRAIN,
         ),
     ),
 )

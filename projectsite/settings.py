@@ -11,7 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from projectsite.env import env_bool, env_int, env_list, env_str
+from projectsite.env import env_bool, env_int, env_json, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TUNINGDESK_VAR_DIR", str(BASE_DIR / "var")))
@@ -115,6 +115,13 @@ MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Adapters, checkpoints and merged models. Workers on other machines need this to be shared:
+    # an S3-compatible store (django-storages) with its options as JSON, e.g.
+    # ARTIFACT_STORAGE_BACKEND=storages.backends.s3.S3Storage ARTIFACT_STORAGE_OPTIONS='{"bucket_name": "td"}'.
+    "artifacts": {
+        "BACKEND": env_str("ARTIFACT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env_json("ARTIFACT_STORAGE_OPTIONS", {"location": str(VAR_DIR / "artifacts")}),
+    },
 }
 
 # Uploads: anything over 2.5 MB streams to a temporary file, never into memory.
@@ -186,7 +193,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = [Queue("default"), Queue("gpu")]
+# Worker classes for training and generation: one queue each (e.g. "gpu,gpu-80gb"); "default" is for the rest.
+TRAINING_QUEUES = env_list("TRAINING_QUEUES", ["gpu"])
+CELERY_TASK_QUEUES = [Queue("default"), *(Queue(name) for name in TRAINING_QUEUES)]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -195,7 +204,20 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-redaction-runs": {"task": "curation.tasks.reap_stale_redaction_runs", "schedule": 300.0},
+    "reap-stale-training-jobs": {
+        "task": "training.tasks.reap_stale_training_jobs",
+        "schedule": float(env_int("TRAINING_REAPER_INTERVAL", 60, minimum=1)),
+    },
 }
+
+# Training: a worker's local scratch folder (data files, the running checkpoint), how long a job's
+# heartbeat may be silent before the reaper takes the worker for dead, and how often it may be re-queued.
+TRAINING_WORK_DIR = Path(env_str("TRAINING_WORK_DIR", str(VAR_DIR / "work")))
+TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 10, minimum=1)
+TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 120, minimum=2)
+TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
+TRAINING_SOFT_TIME_LIMIT = env_int("TRAINING_SOFT_TIME_LIMIT", 48 * 3600, minimum=60)
+WORKER_STALE_AFTER_SECONDS = env_int("WORKER_STALE_AFTER_SECONDS", 90, minimum=2)
 
 LOGGING = {
     "version": 1,
@@ -209,6 +231,7 @@ for _folder in (
     VAR_DIR / "tmp",
     MEDIA_ROOT,
     STATIC_ROOT,
+    TRAINING_WORK_DIR,
     *(_BROKER_DIR / name for name in ("queue", "processed", "control")),
 ):
     _folder.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789-abcdefghijklmnop")
+# A second worker class, so recovery tests can run their own worker without the shared one taking their jobs.
+os.environ.setdefault("TRAINING_QUEUES", "gpu,gpu-recovery")
 os.environ.setdefault("TUNINGDESK_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
 from projectsite.settings import *  # noqa: E402,F403

@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("accounts.urls")),
     path("datasets/", include("curation.urls")),
+    path("training/", include("training.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("projectsite.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

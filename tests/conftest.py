@@ -170,3 +170,46 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"Condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path():
+    """A tiny real Llama (random weights, BPE tokenizer trained here), built once and kept under var/test-models."""
+    from pathlib import Path
+
+    from training.tinymodels import build_tiny_llama
+
+    return build_tiny_llama(Path(__file__).resolve().parent.parent / "var" / "test-models" / "tiny-llama")
+
+
+@pytest.fixture
+def tiny_base_model(db, tiny_llama_path):
+    from training.services import base_model_ensure
+
+    return base_model_ensure(name="tiny-llama", source=str(tiny_llama_path), licence_note="Random weights, for tests.")
+
+
+@pytest.fixture
+def approved_version(db):
+    """``approved_version(rows=24)``: a ready, privacy-approved SFT version with train and validation rows."""
+    from curation.models import DatasetVersion, Example
+    from tests.factories import ExampleFactory, VersionFactory
+
+    def make(rows: int = 24, *, task_type: str = "sft", labels=("billing", "login", "records"), validation: int = 4):
+        version = VersionFactory(
+            row_count=rows, privacy=DatasetVersion.Privacy.APPROVED, dataset__task_type=task_type, content_hash="c0ffee"
+        )
+        Example.objects.bulk_create(
+            ExampleFactory.build(
+                version=version,
+                row_index=i,
+                input=f"Ticket {i}: my {labels[i % len(labels)]} page shows an error since the update.",
+                target=f"Sorry about the {labels[i % len(labels)]} trouble; we fixed it, please try again.",
+                label=labels[i % len(labels)] if task_type == "classification" else "",
+                split="validation" if i >= rows - validation else "train",
+            )
+            for i in range(rows)
+        )
+        return version
+
+    return make

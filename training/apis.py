@@ -1,0 +1,517 @@
+"""REST API for training: base models, jobs (launch, follow, cancel, retry), queues and the adapter registry.
+
+Every endpoint checks one Django permission (accounts.roles) and names it in its OpenAPI description.
+Writes go through training.services; their ValidationErrors become 400 JSON answers with field messages.
+"""
+
+from __future__ import annotations
+
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import (
+    DOWNLOAD_MODELS,
+    LAUNCH_JOBS,
+    MANAGE_JOBS,
+    REGISTER_BASE_MODELS,
+    VIEW_BASE_MODELS,
+    VIEW_JOBS,
+    VIEW_MODELS,
+)
+from curation.apis import _choice_error, _describe, _errors
+from curation.models import DatasetVersion
+from projectsite.permissions import HasPerm
+from training import runner, selectors, services
+from training.models import BaseModel, JobAttempt, TrainedModel, TrainingJob
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _job_or_404(job_id: int) -> TrainingJob:
+    try:
+        return selectors.job_get(job_id)
+    except TrainingJob.DoesNotExist:
+        raise exceptions.NotFound(f"There is no training job #{job_id}.") from None
+
+
+def _trained_or_404(model_id: int) -> TrainedModel:
+    trained = selectors.trained_model_list().filter(pk=model_id).first()
+    if trained is None:
+        raise exceptions.NotFound(f"There is no trained model #{model_id}.")
+    return trained
+
+
+# --- output serializers ----------------------------------------------------------------------
+
+
+class BaseModelOutput(serializers.ModelSerializer):
+    class Meta:
+        model = BaseModel
+        fields = [
+            "id",
+            "name",
+            "source",
+            "architecture",
+            "model_type",
+            "parameter_count",
+            "hidden_size",
+            "num_layers",
+            "vocab_size",
+            "task_types",
+            "licence_note",
+            "created_at",
+        ]
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    outcome_label = serializers.CharField(source="get_outcome_display")
+
+    class Meta:
+        model = JobAttempt
+        fields = [
+            "number",
+            "worker",
+            "outcome",
+            "outcome_label",
+            "resumed_from_step",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class JobErrorOutput(serializers.Serializer):
+    code = serializers.CharField(help_text="out_of_memory, disk_full, model_missing, worker_lost, …")
+    message = serializers.CharField()
+    hint = serializers.CharField(help_text="What to try next.")
+
+
+class TrainingJobOutput(serializers.ModelSerializer):
+    status_label = serializers.CharField(source="get_status_display", help_text="The status in words.")
+    progress = serializers.FloatField(help_text="0 to 1.")
+    dataset_version = serializers.PrimaryKeyRelatedField(read_only=True)
+    base_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    attempts = AttemptOutput(many=True, read_only=True)
+    error = serializers.SerializerMethodField()
+    trained_model = serializers.SerializerMethodField(help_text="The adapter in the registry, once finished.")
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "status",
+            "status_label",
+            "dataset_version",
+            "base_model",
+            "task",
+            "preset",
+            "queue",
+            "config",
+            "estimate",
+            "progress",
+            "phase",
+            "step",
+            "max_steps",
+            "epoch",
+            "loss",
+            "eval_loss",
+            "learning_rate",
+            "tokens_per_second",
+            "memory_mb",
+            "eta_seconds",
+            "log_tail",
+            "worker",
+            "heartbeat_at",
+            "attempt_count",
+            "max_attempts",
+            "last_checkpoint_step",
+            "attempts",
+            "error",
+            "final_metrics",
+            "hardware",
+            "trained_model",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    @extend_schema_field(JobErrorOutput(allow_null=True))
+    def get_error(self, job: TrainingJob) -> dict | None:
+        if not job.error:
+            return None
+        return {"code": job.error_code, "message": job.error, "hint": job.error_hint}
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_trained_model(self, job: TrainingJob) -> int | None:
+        return TrainedModel.objects.filter(job=job).values_list("pk", flat=True).first()
+
+
+class CurvePointOutput(serializers.Serializer):
+    step = serializers.IntegerField()
+    loss = serializers.FloatField()
+
+
+class LearningRatePointOutput(serializers.Serializer):
+    step = serializers.IntegerField()
+    value = serializers.FloatField()
+
+
+class CurvesOutput(serializers.Serializer):
+    train = CurvePointOutput(many=True)
+    eval = CurvePointOutput(many=True)
+    learning_rate = LearningRatePointOutput(many=True)
+
+
+class EstimateOutput(serializers.Serializer):
+    memory_bytes = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    tokens = serializers.IntegerField()
+    device = serializers.CharField()
+    notes = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. no worker can fit the job.")
+    largest_worker_bytes = serializers.IntegerField()
+
+
+class WorkerOutput(serializers.Serializer):
+    hostname = serializers.CharField()
+    gpu_count = serializers.IntegerField()
+    gpu_names = serializers.ListField(child=serializers.CharField())
+    gpu_memory_bytes = serializers.IntegerField()
+    cpu_count = serializers.IntegerField()
+    memory_bytes = serializers.IntegerField()
+    last_seen = serializers.DateTimeField()
+
+
+class QueueOutput(serializers.Serializer):
+    queue = serializers.CharField(help_text="The worker class.")
+    waiting = serializers.IntegerField()
+    running = serializers.IntegerField()
+    workers = WorkerOutput(many=True)
+    jobs = serializers.SerializerMethodField(help_text="Active jobs, oldest first (ids).")
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_jobs(self, row) -> list[int]:
+        return [job.pk for job in row["jobs"]]
+
+
+class TrainedModelOutput(serializers.ModelSerializer):
+    base_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    stage_label = serializers.CharField(source="get_stage_display")
+
+    class Meta:
+        model = TrainedModel
+        fields = [
+            "id",
+            "name",
+            "job",
+            "base_model",
+            "dataset_version",
+            "task",
+            "stage",
+            "stage_label",
+            "files",
+            "sha256",
+            "size_bytes",
+            "card",
+            "metrics",
+            "created_at",
+            "stage_changed_at",
+        ]
+
+
+# --- input serializers -----------------------------------------------------------------------
+
+
+class BaseModelInput(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    source = serializers.CharField(max_length=500, help_text="A local folder on the workers, or a model hub id.")
+    licence_note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class JobInput(serializers.Serializer):
+    dataset_version = serializers.IntegerField(help_text="An approved (privacy-reviewed) version.")
+    base_model = serializers.CharField(help_text="The base model's name.")
+    preset = serializers.ChoiceField(
+        choices=list(runner.PRESETS),
+        default="quick",
+        error_messages=_choice_error("preset", [(p, p) for p in runner.PRESETS]),
+    )
+    queue = serializers.CharField(default="gpu", help_text="The worker class (Celery queue).")
+    settings = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=f"Advanced settings over the preset: {', '.join(services.SETTABLE_FIELDS)}.",
+    )
+
+    def resolve(self) -> dict:
+        values = self.validated_data
+        version = (
+            DatasetVersion.objects.select_related("dataset")
+            .filter(pk=values["dataset_version"], status=DatasetVersion.Status.READY)
+            .first()
+        )
+        if version is None:
+            raise serializers.ValidationError(
+                {"dataset_version": f"There is no ready version #{values['dataset_version']}."}
+            )
+        base_model = BaseModel.objects.filter(name=values["base_model"]).first()
+        if base_model is None:
+            raise serializers.ValidationError(
+                {"base_model": f"There is no base model called “{values['base_model']}”."}
+            )
+        return {
+            "version": version,
+            "base_model": base_model,
+            "preset": values["preset"],
+            "overrides": values["settings"],
+            "queue": values["queue"],
+        }
+
+
+class JobFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=TrainingJob.Status.choices,
+        required=False,
+        allow_blank=True,
+        error_messages=_choice_error("status", TrainingJob.Status.choices),
+    )
+    queue = serializers.CharField(required=False, allow_blank=True)
+    base_model = serializers.CharField(required=False, allow_blank=True)
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+class BaseModelListApi(generics.ListAPIView):
+    serializer_class = BaseModelOutput
+    pagination_class = None
+
+    def get_permissions(self):
+        return [HasPerm.of(REGISTER_BASE_MODELS if self.request.method == "POST" else VIEW_BASE_MODELS)()]
+
+    def get_queryset(self):
+        return selectors.base_model_list()
+
+    @extend_schema(
+        summary="List base models",
+        description=_describe("Models that adapters can be trained on.", VIEW_BASE_MODELS),
+        responses={200: BaseModelOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Register a base model",
+        description=_describe(
+            "Register a local folder (on the workers) or a hub id. Its configuration and weight headers are read "
+            "to check it and count its parameters; a missing or corrupt folder is refused with the reason.",
+            REGISTER_BASE_MODELS,
+        ),
+        request=BaseModelInput,
+        responses={201: BaseModelOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = BaseModelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.base_model_register(actor=request.user, **data.validated_data)
+        return Response(BaseModelOutput(model).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List training jobs",
+        description=_describe("Newest first; filter by status, worker class (queue) or base model.", VIEW_JOBS),
+        parameters=[JobFilterInput],
+        responses={200: TrainingJobOutput(many=True), **_errors(400, 401, 403)},
+    )
+)
+class TrainingJobListApi(generics.ListAPIView):
+    serializer_class = TrainingJobOutput
+    pagination_class = NewestFirst
+
+    def get_permissions(self):
+        return [HasPerm.of(LAUNCH_JOBS if self.request.method == "POST" else VIEW_JOBS)()]
+
+    def get_queryset(self):
+        filters = JobFilterInput(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.job_list(**filters.validated_data).prefetch_related("attempts")
+
+    @extend_schema(
+        summary="Launch a training job",
+        description=_describe(
+            "Queue a LoRA fine-tuning job on an approved dataset version. `settings` overrides the preset "
+            "(out-of-range values are refused with a message per field). The job is queued on its worker class "
+            "after the request commits; follow it on its detail endpoint.",
+            LAUNCH_JOBS,
+        ),
+        request=JobInput,
+        responses={201: TrainingJobOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = JobInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.training_job_create(actor=request.user, via="api", **data.resolve())
+        return Response(TrainingJobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingEstimateApi(APIView):
+    permission_classes = [HasPerm.of(LAUNCH_JOBS)]
+
+    @extend_schema(
+        summary="Estimate a job before launching it",
+        description=_describe(
+            "Memory and time for the job described as for launching, and warnings when no live worker of the "
+            "chosen class can hold it. Nothing is queued.",
+            LAUNCH_JOBS,
+        ),
+        request=JobInput,
+        responses={200: EstimateOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = JobInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.resolve()
+        version, base_model = values["version"], values["base_model"]
+        task = version.dataset.task_type
+        labels = services.version_labels(version) if task == "classification" else []
+        config = services.training_config_build(
+            task=task, preset=values["preset"], overrides=values["overrides"], labels=labels
+        )
+        estimate = services.training_estimate(
+            base_model=base_model, config=config, version=version, queue=values["queue"]
+        )
+        return Response(EstimateOutput(estimate).data)
+
+
+class TrainingJobDetailApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_JOBS)]
+
+    @extend_schema(
+        summary="Follow a training job",
+        description=_describe(
+            "Status in words, progress, the latest loss, learning rate, speed and memory, the log tail, every "
+            "attempt (a worker that died shows as `worker_lost`), and the error with a hint when it failed.",
+            VIEW_JOBS,
+        ),
+        responses={200: TrainingJobOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, job_id: int):
+        return Response(TrainingJobOutput(_job_or_404(job_id)).data)
+
+
+class TrainingJobCurvesApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_JOBS)]
+
+    @extend_schema(
+        summary="Loss curves of a job",
+        description=_describe("Training and evaluation loss by step, and the learning rate.", VIEW_JOBS),
+        responses={200: CurvesOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, job_id: int):
+        return Response(CurvesOutput(selectors.job_curves(_job_or_404(job_id))).data)
+
+
+class TrainingJobCancelApi(APIView):
+    permission_classes = [HasPerm.of(MANAGE_JOBS)]
+
+    @extend_schema(
+        summary="Cancel a training job",
+        description=_describe(
+            "A waiting job is cancelled at once. A running job is asked to stop: it finishes its current step "
+            "(or checkpoint save), frees the GPU within seconds and ends as `cancelled`.",
+            MANAGE_JOBS,
+        ),
+        request=None,
+        responses={202: TrainingJobOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, job_id: int):
+        job = services.training_job_cancel(job=_job_or_404(job_id), actor=request.user)
+        return Response(TrainingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingJobRetryApi(APIView):
+    permission_classes = [HasPerm.of(MANAGE_JOBS)]
+
+    @extend_schema(
+        summary="Retry a failed or cancelled job",
+        description=_describe("Queue it again; it resumes from its last checkpoint when it has one.", MANAGE_JOBS),
+        request=None,
+        responses={202: TrainingJobOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, job_id: int):
+        job = services.training_job_retry(job=_job_or_404(job_id), actor=request.user)
+        return Response(TrainingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingQueueApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_JOBS)]
+
+    @extend_schema(
+        summary="Queues and workers",
+        description=_describe(
+            "Per worker class: how many jobs wait and run, which jobs, and the live workers with their GPUs.",
+            VIEW_JOBS,
+        ),
+        responses={200: QueueOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request):
+        return Response(QueueOutput(selectors.queue_overview(), many=True).data)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List trained models",
+        description=_describe("The adapter registry, newest first; filter by `stage`.", VIEW_MODELS),
+        responses={200: TrainedModelOutput(many=True), **_errors(401, 403)},
+    )
+)
+class TrainedModelListApi(generics.ListAPIView):
+    permission_classes = [HasPerm.of(VIEW_MODELS)]
+    serializer_class = TrainedModelOutput
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return selectors.trained_model_list(stage=self.request.query_params.get("stage", ""))
+
+
+class TrainedModelDetailApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_MODELS)]
+
+    @extend_schema(
+        summary="A trained model and its card",
+        description=_describe("Files with sha256 and size, the model card, metrics and stage.", VIEW_MODELS),
+        responses={200: TrainedModelOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, model_id: int):
+        return Response(TrainedModelOutput(_trained_or_404(model_id)).data)
+
+
+class TrainedModelDownloadApi(APIView):
+    permission_classes = [HasPerm.of(DOWNLOAD_MODELS)]
+
+    @extend_schema(
+        summary="Download an adapter",
+        description=_describe(
+            "A zip of the adapter: adapter_model.safetensors, adapter_config.json, the tokenizer and README.md "
+            "(the model card). Audited.",
+            DOWNLOAD_MODELS,
+        ),
+        responses={(200, "application/zip"): bytes, **_errors(401, 403, 404)},
+    )
+    def get(self, request, model_id: int):
+        trained = _trained_or_404(model_id)
+        archive = selectors.trained_model_zip(trained)
+        services.trained_model_download_record(trained=trained, actor=request.user, via="api")
+        return FileResponse(archive, as_attachment=True, filename=f"{trained.name}.zip", content_type="application/zip")

@@ -1,0 +1,135 @@
+"""Reads for training: jobs, curves, the queue view, workers and the registry."""
+
+from __future__ import annotations
+
+import statistics
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from curation.models import DatasetVersion
+from training.models import BaseModel, TrainedModel, TrainingJob, TrainingMetric, Worker
+
+
+def job_list(*, status: str = "", queue: str = "", base_model: str = "", mine_of=None) -> QuerySet[TrainingJob]:
+    jobs = TrainingJob.objects.select_related("base_model", "dataset_version__dataset", "created_by")
+    if status:
+        jobs = jobs.filter(status=status)
+    if queue:
+        jobs = jobs.filter(queue=queue)
+    if base_model:
+        jobs = jobs.filter(base_model__name=base_model)
+    if mine_of is not None:
+        jobs = jobs.filter(created_by=mine_of)
+    return jobs.order_by("-created_at", "-pk")
+
+
+def job_get(job_id: int) -> TrainingJob:
+    return TrainingJob.objects.select_related("base_model", "dataset_version__dataset", "created_by").get(pk=job_id)
+
+
+def job_curves(job: TrainingJob, *, max_points: int = 2000) -> dict:
+    """Train and eval loss (and learning rate) by step; long runs are thinned evenly to ``max_points``."""
+    curves = {}
+    for kind in TrainingMetric.Kind.values:
+        rows = list(
+            TrainingMetric.objects.filter(job=job, kind=kind)
+            .order_by("step")
+            .values_list("step", "loss", "learning_rate")
+        )
+        if len(rows) > max_points:
+            stride = len(rows) / max_points
+            rows = [rows[int(i * stride)] for i in range(max_points)] + [rows[-1]]
+        curves[kind] = rows
+    return {
+        "train": [{"step": s, "loss": loss} for s, loss, _ in curves["train"]],
+        "eval": [{"step": s, "loss": loss} for s, loss, _ in curves["eval"]],
+        "learning_rate": [{"step": s, "value": lr} for s, _, lr in curves["train"] if lr is not None],
+    }
+
+
+def workers_live(*, queue: str | None = None) -> list[Worker]:
+    since = timezone.now() - timezone.timedelta(seconds=settings.WORKER_STALE_AFTER_SECONDS)
+    workers = Worker.objects.filter(last_seen__gte=since)
+    return [w for w in workers if queue is None or queue in w.queues]
+
+
+def queue_overview() -> list[dict]:
+    """Per worker class (queue): what waits, what runs, and which live workers serve it."""
+    from training.services import training_queues
+
+    waiting = dict(
+        TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED).values_list("queue").annotate(n=Count("pk"))
+    )
+    running = dict(
+        TrainingJob.objects.filter(status__in=[TrainingJob.Status.RUNNING, TrainingJob.Status.CANCELLING])
+        .values_list("queue")
+        .annotate(n=Count("pk"))
+    )
+    overview = []
+    for queue in training_queues():
+        jobs = list(
+            job_list(queue=queue).filter(status__in=TrainingJob.ACTIVE_STATUSES).order_by("created_at", "pk")[:50]
+        )
+        overview.append(
+            {
+                "queue": queue,
+                "waiting": waiting.get(queue, 0),
+                "running": running.get(queue, 0),
+                "workers": workers_live(queue=queue),
+                "jobs": jobs,
+            }
+        )
+    return overview
+
+
+def measured_tokens_per_second(*, base_model: BaseModel, queue: str) -> float | None:
+    """The median speed of this model's last finished jobs on this worker class, for the time estimate."""
+    speeds = [
+        (job.final_metrics or {}).get("tokens_per_second")
+        for job in TrainingJob.objects.filter(
+            base_model=base_model, queue=queue, status=TrainingJob.Status.SUCCEEDED
+        ).order_by("-finished_at")[:5]
+    ]
+    speeds = [s for s in speeds if s]
+    return statistics.median(speeds) if speeds else None
+
+
+def approved_versions() -> QuerySet[DatasetVersion]:
+    """What may be trained on: ready versions that passed privacy review."""
+    return (
+        DatasetVersion.objects.filter(status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.APPROVED)
+        .select_related("dataset")
+        .order_by("dataset__name", "-number")
+    )
+
+
+def base_model_list() -> QuerySet[BaseModel]:
+    return BaseModel.objects.order_by("name")
+
+
+def trained_model_list(*, stage: str = "") -> QuerySet[TrainedModel]:
+    models = TrainedModel.objects.select_related("base_model", "dataset_version__dataset", "job")
+    return models.filter(stage=stage) if stage else models
+
+
+def trained_model_zip(trained: TrainedModel):
+    """The adapter's files as a zip in a temporary file (open, at position 0); closing it deletes it."""
+    import tempfile
+    import zipfile
+
+    from training.services import artifact_storage
+
+    storage = artifact_storage()
+    archive = tempfile.TemporaryFile()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for entry in trained.files:
+            with (
+                storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src,
+                zf.open(entry["name"], "w") as out,
+            ):
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    out.write(block)
+    archive.seek(0)
+    return archive

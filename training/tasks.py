@@ -1,0 +1,22 @@
+from celery import current_task, shared_task
+from django.conf import settings
+
+from training import services
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.TRAINING_SOFT_TIME_LIMIT,
+    time_limit=settings.TRAINING_SOFT_TIME_LIMIT + 600,
+)
+def training_job_run(job_id: int) -> None:
+    """Train one job on a GPU worker. Claims the job first, so a second delivery of the message does nothing."""
+    request = current_task.request
+    services.training_job_execute(job_id=job_id, worker=request.hostname or "unknown", task_id=request.id or "")
+
+
+@shared_task
+def reap_stale_training_jobs() -> dict:
+    """Periodic: re-queue jobs whose worker died; re-publish waiting jobs the broker lost."""
+    return services.training_jobs_reap()
