@@ -175,6 +175,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Datasets and training jobs share one task type; name its enum once.
+    "ENUM_NAME_OVERRIDES": {"TaskTypeEnum": "curation.models.TaskType"},
 }
 
 # Celery: a filesystem broker under var/ by default, Redis in production.

@@ -38,6 +38,8 @@ EXPORTERS = frozenset({"curator", "engineer", "admin"})  # export_datasetversion
 AUDITORS = frozenset({"admin"})  # view_auditevent
 RUN_VIEWERS = frozenset({"curator", "privacy_reviewer", "engineer", "admin"})  # view_redactionrun
 PRIVACY_REVIEWERS = frozenset({"privacy_reviewer", "admin"})  # review_redactionrun, view_pseudonyms
+TRAINING_READERS = frozenset({"engineer", "manager", "admin"})  # view_trainingjob, view_basemodel, view_trainedmodel
+TRAINERS = frozenset({"engineer", "admin"})  # add/change_trainingjob, add_basemodel, download_trainedmodel
 
 CSV = "question,answer\nWhere is my refund?,It was sent on Monday.\nHow do I log in?,Use the link.\n,empty\n"
 
@@ -83,6 +85,44 @@ class World:
         run = self.redaction
         run.findings.update(status="accepted")
         return run
+
+    @cached_property
+    def base_model(self):
+        from pathlib import Path
+
+        from training.services import base_model_ensure
+        from training.tinymodels import build_tiny_llama
+
+        path = build_tiny_llama(Path(__file__).resolve().parent.parent / "var" / "test-models" / "tiny-llama")
+        return base_model_ensure(name="tiny-llama", source=str(path))
+
+    def job(self, *, status: str = "queued"):
+        from training import services as training
+
+        job = training.training_job_create(version=self.version, base_model=self.base_model, actor=None)
+        type(job).objects.filter(pk=job.pk).update(status=status)
+        return job
+
+    @cached_property
+    def trained(self):
+        from django.core.files.base import ContentFile
+
+        from training.models import TrainedModel
+        from training.services import artifact_storage
+
+        job = self.job(status="succeeded")
+        prefix = f"{job.artifact_prefix}/adapter"
+        artifact_storage().save(f"{prefix}/adapter_config.json", ContentFile(b'{"r": 8}'))
+        return TrainedModel.objects.create(
+            name=f"matrix-{job.pk}",
+            job=job,
+            base_model=self.base_model,
+            dataset_version=self.version,
+            task="sft",
+            artifact_prefix=prefix,
+            files=[{"name": "adapter_config.json", "size": 8, "sha256": "0" * 64}],
+            sha256="0" * 64,
+        )
 
     def upload(self, *, checked: bool = False):
         path = self.tmp_path / "tickets.csv"
@@ -176,6 +216,10 @@ def upload_id(w):
     return w.upload().pk
 
 
+def _job_input(w: World) -> dict:
+    return {"dataset_version": w.version.pk, "base_model": w.base_model.name, "settings": {"max_steps": 2}}
+
+
 def checked_upload_id(w):
     return w.upload(checked=True).pk
 
@@ -247,6 +291,31 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
     ),
     ("api/v1/redaction-runs/<int:run_id>/pseudonyms/", "GET"): Endpoint(
         PRIVACY_REVIEWERS, 200, get("api-redaction-pseudonyms", redaction_id)
+    ),
+    ("api/v1/base-models/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-base-models")),
+    ("api/v1/base-models/", "POST"): Endpoint(
+        TRAINERS, 201, post("api-base-models", data=lambda w: {"name": "again", "source": w.base_model.source})
+    ),
+    ("api/v1/training-jobs/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-training-jobs", query="?status=queued")),
+    ("api/v1/training-jobs/", "POST"): Endpoint(TRAINERS, 201, post("api-training-jobs", data=_job_input)),
+    ("api/v1/training-jobs/estimate/", "POST"): Endpoint(TRAINERS, 200, post("api-training-estimate", data=_job_input)),
+    ("api/v1/training-jobs/<int:job_id>/", "GET"): Endpoint(
+        TRAINING_READERS, 200, get("api-training-job", lambda w: w.job().pk)
+    ),
+    ("api/v1/training-jobs/<int:job_id>/curves/", "GET"): Endpoint(
+        TRAINING_READERS, 200, get("api-training-curves", lambda w: w.job().pk)
+    ),
+    ("api/v1/training-jobs/<int:job_id>/cancel/", "POST"): Endpoint(
+        TRAINERS, 202, post("api-training-cancel", lambda w: w.job().pk)
+    ),
+    ("api/v1/training-jobs/<int:job_id>/retry/", "POST"): Endpoint(
+        TRAINERS, 202, post("api-training-retry", lambda w: w.job(status="failed").pk)
+    ),
+    ("api/v1/training-queues/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-training-queues")),
+    ("api/v1/models/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-models", query="?stage=candidate")),
+    ("api/v1/models/<int:model_id>/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-model", lambda w: w.trained.pk)),
+    ("api/v1/models/<int:model_id>/download/", "GET"): Endpoint(
+        TRAINERS, 200, get("api-model-download", lambda w: w.trained.pk)
     ),
     ("api/v1/uploads/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-list")),
     ("api/v1/uploads/", "POST"): Endpoint(UPLOADERS, 201, _upload_post),

@@ -24,7 +24,7 @@ from accounts.roles import (
 )
 from curation.apis import _choice_error, _describe, _errors
 from curation.models import DatasetVersion
-from projectsite.permissions import HasPerm
+from projectsite.permissions import HasPerm, HasPermPerMethod
 from training import runner, selectors, services
 from training.models import BaseModel, JobAttempt, TrainedModel, TrainingJob
 
@@ -294,11 +294,9 @@ class JobFilterInput(serializers.Serializer):
 
 
 class BaseModelListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_BASE_MODELS, POST=REGISTER_BASE_MODELS)]
     serializer_class = BaseModelOutput
     pagination_class = None
-
-    def get_permissions(self):
-        return [HasPerm.of(REGISTER_BASE_MODELS if self.request.method == "POST" else VIEW_BASE_MODELS)()]
 
     def get_queryset(self):
         return selectors.base_model_list()
@@ -337,11 +335,9 @@ class BaseModelListApi(generics.ListAPIView):
     )
 )
 class TrainingJobListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_JOBS, POST=LAUNCH_JOBS)]
     serializer_class = TrainingJobOutput
     pagination_class = NewestFirst
-
-    def get_permissions(self):
-        return [HasPerm.of(LAUNCH_JOBS if self.request.method == "POST" else VIEW_JOBS)()]
 
     def get_queryset(self):
         filters = JobFilterInput(data=self.request.query_params)
