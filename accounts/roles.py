@@ -31,6 +31,16 @@ VIEW_BASE_MODELS = "training.view_basemodel"
 REGISTER_BASE_MODELS = "training.add_basemodel"
 VIEW_MODELS = "training.view_trainedmodel"
 DOWNLOAD_MODELS = "training.download_trainedmodel"
+VIEW_EVALUATIONS = "evaluation.view_evalrun"
+RUN_EVALUATIONS = "evaluation.add_evalrun"
+VIEW_KPIS = "evaluation.view_kpiobservation"
+IMPORT_KPIS = "evaluation.add_kpiobservation"
+VIEW_USE_CASES = "evaluation.view_usecase"
+MANAGE_USE_CASES = "evaluation.change_usecase"
+PROMOTE = "evaluation.promote_usecase"
+MANAGE_ENDPOINTS = "evaluation.add_externalendpoint"
+EVALUATE = (VIEW_EVALUATIONS, RUN_EVALUATIONS, VIEW_KPIS, IMPORT_KPIS, VIEW_USE_CASES, MANAGE_USE_CASES, PROMOTE, MANAGE_ENDPOINTS)
+READ_RESULTS = (VIEW_EVALUATIONS, VIEW_KPIS, VIEW_USE_CASES)
 TRAIN = (VIEW_JOBS, LAUNCH_JOBS, MANAGE_JOBS, VIEW_BASE_MODELS, REGISTER_BASE_MODELS, VIEW_MODELS, DOWNLOAD_MODELS)
 
 ROLES: tuple[Role, ...] = (
@@ -56,13 +66,13 @@ ROLES: tuple[Role, ...] = (
         "engineer",
         "Engineer",
         "Imports and curates data, launches training and evaluation.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, *TRAIN),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, *TRAIN, *EVALUATE),
     ),
     Role(
         "manager",
         "Manager",
         "Reads dashboards: dataset sizes, model quality and business results.",
-        (VIEW_DATASETS, VIEW_JOBS, VIEW_BASE_MODELS, VIEW_MODELS),
+        (VIEW_DATASETS, VIEW_JOBS, VIEW_BASE_MODELS, VIEW_MODELS, *READ_RESULTS),
     ),
     Role(
         "admin",
@@ -79,6 +89,7 @@ ROLES: tuple[Role, ...] = (
             REVIEW_REDACTION,
             VIEW_PSEUDONYMS,
             *TRAIN,
+            *EVALUATE,
         ),
     ),
 )

@@ -4,4 +4,5 @@ urlpatterns = [
     path("", include("accounts.api_urls")),
     path("", include("curation.api_urls")),
     path("", include("training.api_urls")),
+    path("", include("evaluation.api_urls")),
 ]

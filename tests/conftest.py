@@ -195,7 +195,14 @@ def approved_version(db):
     from curation.models import DatasetVersion, Example
     from tests.factories import ExampleFactory, VersionFactory
 
-    def make(rows: int = 24, *, task_type: str = "sft", labels=("billing", "login", "records"), validation: int = 4):
+    def make(
+        rows: int = 24, *, task_type: str = "sft", labels=("billing", "login", "records"), validation: int = 4, test: int = 0
+    ):
+        def split(i: int) -> str:
+            if i >= rows - test:
+                return "test"
+            return "validation" if i >= rows - test - validation else "train"
+
         version = VersionFactory(
             row_count=rows, privacy=DatasetVersion.Privacy.APPROVED, dataset__task_type=task_type, content_hash="c0ffee"
         )
@@ -206,7 +213,8 @@ def approved_version(db):
                 input=f"Ticket {i}: my {labels[i % len(labels)]} page shows an error since the update.",
                 target=f"Sorry about the {labels[i % len(labels)]} trouble; we fixed it, please try again.",
                 label=labels[i % len(labels)] if task_type == "classification" else "",
-                split="validation" if i >= rows - validation else "train",
+                group=("clinic", "hospital")[i % 2],
+                split=split(i),
             )
             for i in range(rows)
         )

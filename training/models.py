@@ -158,6 +158,9 @@ class TrainingMetric(models.Model):
         ordering = ["job", "kind", "step"]
         constraints = [models.UniqueConstraint(fields=["job", "kind", "step"], name="trainingmetric_unique_step")]
 
+    def __str__(self) -> str:
+        return f"{self.kind} loss at step {self.step} of job #{self.job_id}"
+
 
 class JobAttempt(models.Model):
     """One try of a job on one worker; the reaper and Retry add more."""

@@ -122,7 +122,7 @@ def trained_model_zip(trained: TrainedModel):
     from training.services import artifact_storage
 
     storage = artifact_storage()
-    archive = tempfile.TemporaryFile()
+    archive = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; the response closes it)
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry in trained.files:
             with (

@@ -1,0 +1,650 @@
+"""REST API for evaluation: runs and re-scoring, KPIs and their import, the dashboard, comparison, use cases with
+their promotion gate, promotion and rollback, external endpoints.
+
+Every endpoint checks one Django permission (accounts.roles) and names it in its OpenAPI description.
+Managers hold the read permissions only.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import (
+    IMPORT_KPIS,
+    MANAGE_ENDPOINTS,
+    MANAGE_USE_CASES,
+    PROMOTE,
+    RUN_EVALUATIONS,
+    VIEW_EVALUATIONS,
+    VIEW_EXAMPLES,
+    VIEW_KPIS,
+    VIEW_USE_CASES,
+)
+from curation.apis import _describe, _errors
+from curation.models import Dataset, DatasetVersion
+from evaluation import metrics as metric_lib
+from evaluation import selectors, services
+from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Prediction, UseCase
+from projectsite.permissions import HasPerm, HasPermPerMethod
+from training.models import BaseModel, TrainedModel
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _run_or_404(run_id: int) -> EvalRun:
+    try:
+        return selectors.run_get(run_id)
+    except EvalRun.DoesNotExist:
+        raise exceptions.NotFound(f"There is no evaluation #{run_id}.") from None
+
+
+def _use_case_or_404(slug: str) -> UseCase:
+    use_case = selectors.use_case_list().filter(slug=slug).first()
+    if use_case is None:
+        raise exceptions.NotFound(f"There is no use case “{slug}”.")
+    return use_case
+
+
+# --- serializers -----------------------------------------------------------------------------
+
+
+class EvalRunOutput(serializers.ModelSerializer):
+    status_label = serializers.CharField(source="get_status_display")
+    model = serializers.CharField(source="subject_name", help_text="The evaluated model's name.")
+
+    class Meta:
+        model = EvalRun
+        fields = [
+            "id",
+            "kind",
+            "model",
+            "dataset_version",
+            "split",
+            "task",
+            "labels",
+            "status",
+            "status_label",
+            "progress",
+            "total",
+            "metrics",
+            "per_group",
+            "fairness",
+            "fairness_threshold",
+            "judge_agreement",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class EvalRunInput(serializers.Serializer):
+    model = serializers.CharField(help_text="Name of a trained model, a base model or an external endpoint.")
+    dataset_version = serializers.IntegerField(help_text="An approved version (its test split is used).")
+    split = serializers.ChoiceField(choices=["test", "validation", "train"], default="test")
+    judge = serializers.CharField(
+        required=False, allow_blank=True, help_text="An endpoint's name, to rate answers 1–5."
+    )
+    rubric = serializers.CharField(required=False, allow_blank=True, default="")
+    fairness_threshold = serializers.FloatField(default=0.1, min_value=0, max_value=1)
+
+    def resolve(self) -> dict:
+        values = self.validated_data
+        version = (
+            DatasetVersion.objects.select_related("dataset")
+            .filter(pk=values["dataset_version"], status=DatasetVersion.Status.READY)
+            .first()
+        )
+        if version is None:
+            raise serializers.ValidationError(
+                {"dataset_version": f"There is no ready version #{values['dataset_version']}."}
+            )
+        judge = None
+        if values.get("judge"):
+            judge = ExternalEndpoint.objects.filter(name=values["judge"]).first()
+            if judge is None:
+                raise serializers.ValidationError({"judge": f"There is no endpoint called “{values['judge']}”."})
+        return {
+            "subject": services.subject_resolve(values["model"]),
+            "version": version,
+            "split": values["split"],
+            "judge": judge,
+            "rubric": values.get("rubric", ""),
+            "fairness_threshold": values["fairness_threshold"],
+        }
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    row_index = serializers.IntegerField(source="example.row_index")
+    input = serializers.CharField(source="example.input")
+    reference = serializers.SerializerMethodField()
+    group = serializers.CharField(source="example.group")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "row_index",
+            "input",
+            "reference",
+            "group",
+            "output",
+            "judge_score",
+            "judge_reason",
+            "human_score",
+        ]
+
+    def get_reference(self, prediction) -> str:
+        return prediction.example.label or prediction.example.target
+
+
+class RescoreInput(serializers.Serializer):
+    metrics = serializers.ListField(
+        child=serializers.CharField(), min_length=1, help_text=f"Any of: {', '.join(metric_lib.METRICS)}."
+    )
+
+
+class KpiOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Kpi
+        fields = ["id", "slug", "name", "unit", "higher_is_better", "kind", "description"]
+
+
+class KpiInput(serializers.Serializer):
+    slug = serializers.SlugField(max_length=60)
+    name = serializers.CharField(max_length=120)
+    unit = serializers.CharField(max_length=30)
+    higher_is_better = serializers.BooleanField()
+    kind = serializers.ChoiceField(choices=Kpi.Kind.choices, default=Kpi.Kind.MEAN)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class KpiObservationOutput(serializers.ModelSerializer):
+    kpi = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = KpiObservation
+        fields = [
+            "id",
+            "kpi",
+            "model_name",
+            "period_start",
+            "period_end",
+            "segment",
+            "value",
+            "sample_size",
+            "std",
+            "source",
+        ]
+
+
+class KpiImportInput(serializers.Serializer):
+    csv = serializers.CharField(
+        help_text="CSV text with the columns kpi, model, period_start, period_end, segment, value, sample_size "
+        "(optional: std, unit). All rows are imported or none.",
+        trim_whitespace=False,
+    )
+
+
+class KpiProblemOutput(serializers.Serializer):
+    line = serializers.IntegerField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class KpiImportOutput(serializers.Serializer):
+    imported = serializers.IntegerField()
+    problems = KpiProblemOutput(many=True)
+
+
+class UseCaseOutput(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    production = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    staging = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = UseCase
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "task",
+            "dataset",
+            "eval_version",
+            "gate",
+            "production",
+            "staging",
+            "retrain_enabled",
+            "retrain_every_hours",
+            "last_retrain_at",
+        ]
+
+
+class GateRuleInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["metric", "kpi"], default="metric")
+    name = serializers.CharField()
+    rule = serializers.ChoiceField(choices=["improve", "no_regress"], default="no_regress")
+    margin = serializers.FloatField(default=0.0, min_value=0)
+
+
+class UseCaseInput(serializers.Serializer):
+    slug = serializers.SlugField(max_length=60)
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    dataset = serializers.CharField(help_text="The dataset's name.")
+    eval_version = serializers.IntegerField(required=False, allow_null=True, default=None)
+    gate = GateRuleInput(many=True)
+    retrain_enabled = serializers.BooleanField(default=False)
+    retrain_every_hours = serializers.IntegerField(default=168, min_value=1)
+    retrain_base_model = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class GateCheckOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    rule = serializers.CharField()
+    candidate = serializers.FloatField(required=False)
+    baseline = serializers.FloatField(required=False)
+    delta = serializers.FloatField(required=False)
+    passed = serializers.BooleanField()
+    reason = serializers.CharField()
+
+
+class GateOutput(serializers.Serializer):
+    passed = serializers.BooleanField()
+    baseline = serializers.CharField(help_text="The production model, or the base model when there is none.")
+    candidate = serializers.CharField()
+    checks = GateCheckOutput(many=True)
+
+
+class PromoteInput(serializers.Serializer):
+    model = serializers.CharField(help_text="The trained model's name.")
+    stage = serializers.ChoiceField(choices=["staging", "production"], default="production")
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class StageChangeOutput(serializers.Serializer):
+    model = serializers.CharField(source="trained_model.name")
+    from_stage = serializers.CharField()
+    to_stage = serializers.CharField()
+    replaced = serializers.CharField(source="replaced.name", allow_null=True, default=None)
+    gate_result = serializers.JSONField()
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class EndpointOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ExternalEndpoint
+        fields = ["id", "name", "base_url", "model", "timeout_seconds", "created_at"]
+
+
+class EndpointInput(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    base_url = serializers.URLField(max_length=300)
+    model = serializers.CharField(max_length=200)
+    api_key = serializers.CharField(required=False, allow_blank=True, default="", write_only=True)
+    timeout_seconds = serializers.FloatField(default=30.0, min_value=0.5, max_value=600)
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List evaluations",
+        description=_describe("Newest first; `status` and `model` filter.", VIEW_EVALUATIONS),
+        responses={200: EvalRunOutput(many=True), **_errors(401, 403)},
+    )
+)
+class EvalRunListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_EVALUATIONS, POST=RUN_EVALUATIONS)]
+    serializer_class = EvalRunOutput
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return selectors.run_list(status=params.get("status", ""), subject=params.get("model", ""))
+
+    @extend_schema(
+        summary="Evaluate a model",
+        description=_describe(
+            "Run a trained adapter, a base model alone or an external endpoint on the test split of an approved "
+            "version; every prediction is stored, then scored overall and per group (fairness). An unapproved "
+            "version is refused.",
+            RUN_EVALUATIONS,
+        ),
+        request=EvalRunInput,
+        responses={201: EvalRunOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = EvalRunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.eval_run_create(actor=request.user, via="api", **data.resolve())
+        return Response(EvalRunOutput(run).data, status=status.HTTP_201_CREATED)
+
+
+class EvalRunDetailApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_EVALUATIONS)]
+
+    @extend_schema(
+        summary="An evaluation and its scores",
+        description=_describe(
+            "Metrics, per-group metrics, fairness gaps (flagged past the threshold).", VIEW_EVALUATIONS
+        ),
+        responses={200: EvalRunOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, run_id: int):
+        return Response(EvalRunOutput(_run_or_404(run_id)).data)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Predictions of an evaluation",
+        description=_describe("Each input, its reference and the model's output (row text).", VIEW_EXAMPLES),
+        responses={200: PredictionOutput(many=True), **_errors(401, 403, 404)},
+    )
+)
+class PredictionListApi(generics.ListAPIView):
+    permission_classes = [HasPerm.of(VIEW_EXAMPLES)]
+    serializer_class = PredictionOutput
+
+    class pagination_class(CursorPagination):  # noqa: N801 (DRF attribute)
+        ordering = "id"
+        page_size = 100
+
+    def get_queryset(self):
+        return _run_or_404(self.kwargs["run_id"]).predictions.select_related("example")
+
+
+class EvalRunRescoreApi(APIView):
+    permission_classes = [HasPerm.of(RUN_EVALUATIONS)]
+
+    @extend_schema(
+        summary="Score saved predictions again",
+        description=_describe("Add metrics from the stored predictions, without generating again.", RUN_EVALUATIONS),
+        request=RescoreInput,
+        responses={200: EvalRunOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, run_id: int):
+        data = RescoreInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.eval_run_rescore(
+            run=_run_or_404(run_id), metric_names=data.validated_data["metrics"], actor=request.user
+        )
+        return Response(EvalRunOutput(run).data)
+
+
+class KpiListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_KPIS, POST=IMPORT_KPIS)]
+    serializer_class = KpiOutput
+    pagination_class = None
+    queryset = Kpi.objects.all()
+
+    @extend_schema(
+        summary="List KPIs",
+        description=_describe("Business KPI definitions.", VIEW_KPIS),
+        responses={200: KpiOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Define a KPI",
+        description=_describe("Create or update a KPI (name, unit, whether higher is better).", IMPORT_KPIS),
+        request=KpiInput,
+        responses={201: KpiOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = KpiInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(KpiOutput(services.kpi_ensure(**data.validated_data)).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List KPI observations",
+        description=_describe("Filter by `kpi` (slug) and `model`.", VIEW_KPIS),
+        responses={200: KpiObservationOutput(many=True), **_errors(401, 403)},
+    )
+)
+class KpiObservationListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_KPIS, POST=IMPORT_KPIS)]
+    serializer_class = KpiObservationOutput
+
+    class pagination_class(CursorPagination):  # noqa: N801 (DRF attribute)
+        ordering = "id"
+        page_size = 200
+
+    def get_queryset(self):
+        rows = KpiObservation.objects.select_related("kpi")
+        if self.request.query_params.get("kpi"):
+            rows = rows.filter(kpi__slug=self.request.query_params["kpi"])
+        if self.request.query_params.get("model"):
+            rows = rows.filter(model_name=self.request.query_params["model"])
+        return rows
+
+    @extend_schema(
+        summary="Import KPI observations (CSV)",
+        description=_describe(
+            "All rows or none: unknown KPIs or models, wrong units, sample sizes below 1, duplicate periods are "
+            "reported by line and nothing is imported (400 with `problems`).",
+            IMPORT_KPIS,
+        ),
+        request=KpiImportInput,
+        responses={201: KpiImportOutput, 400: KpiImportOutput, **_errors(401, 403)},
+    )
+    def post(self, request):
+        data = KpiImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.kpi_import_csv(text=data.validated_data["csv"], actor=request.user, source="api")
+        code = status.HTTP_201_CREATED if not result["problems"] else status.HTTP_400_BAD_REQUEST
+        if result["problems"]:
+            result = {**result, "error": f"{len(result['problems'])} problem(s); nothing was imported."}
+        return Response(result, status=code)
+
+
+class KpiDashboardApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_KPIS)]
+
+    @extend_schema(
+        summary="KPI dashboard data",
+        description=_describe(
+            "Per KPI: a series per model, each model's mean with a 95% interval, and its difference from the "
+            "reference model (production by default) with significance. Filters: `start`, `end` (dates), `segment`, "
+            "`reference` (a model name).",
+            VIEW_KPIS,
+        ),
+        parameters=[
+            OpenApiParameter("start", OpenApiTypes.DATE),
+            OpenApiParameter("end", OpenApiTypes.DATE),
+            OpenApiParameter("segment", OpenApiTypes.STR),
+            OpenApiParameter("reference", OpenApiTypes.STR),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **_errors(400, 401, 403)},
+    )
+    def get(self, request):
+        filters = DashboardFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return Response(selectors.kpi_dashboard(**filters.validated_data))
+
+
+class DashboardFilterInput(serializers.Serializer):
+    start = serializers.DateField(required=False, allow_null=True, default=None)
+    end = serializers.DateField(required=False, allow_null=True, default=None)
+    segment = serializers.CharField(required=False, allow_blank=True, default="")
+    reference = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ComparisonApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_EVALUATIONS)]
+
+    @extend_schema(
+        summary="Compare 2–4 models",
+        description=_describe(
+            "`models=a,b[,c,d]`: metrics of each model's latest evaluation on the same version, fairness gaps and "
+            "KPIs. Outputs side by side are in the web page and the CSV export.",
+            VIEW_EVALUATIONS,
+        ),
+        parameters=[OpenApiParameter("models", OpenApiTypes.STR, required=True)],
+        responses={200: OpenApiTypes.OBJECT, **_errors(400, 401, 403)},
+    )
+    def get(self, request):
+        names = [n.strip() for n in request.query_params.get("models", "").split(",") if n.strip()]
+        if not 2 <= len(names) <= 4:
+            raise exceptions.ValidationError({"models": "Name 2 to 4 models, separated by commas."})
+        for name in names:
+            services.subject_resolve(name)
+        data = selectors.comparison(names)
+        return Response(
+            {
+                "models": names,
+                "runs": [run.pk if run else None for run in data["runs"]],
+                "metrics": data["metrics"],
+                "fairness": data["fairness"],
+                "kpis": [
+                    {"kpi": row["kpi"].slug, "unit": row["kpi"].unit, "values": row["values"]} for row in data["kpis"]
+                ],
+            }
+        )
+
+
+class UseCaseListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_USE_CASES, POST=MANAGE_USE_CASES)]
+    serializer_class = UseCaseOutput
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.use_case_list()
+
+    @extend_schema(
+        summary="List use cases",
+        description=_describe("Use cases with their gate and production model.", VIEW_USE_CASES),
+        responses={200: UseCaseOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Create or update a use case",
+        description=_describe("Its dataset, evaluation version, gate rules and retraining schedule.", MANAGE_USE_CASES),
+        request=UseCaseInput,
+        responses={201: UseCaseOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = UseCaseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        dataset = Dataset.objects.filter(name=values.pop("dataset")).first()
+        if dataset is None:
+            raise exceptions.ValidationError({"dataset": "There is no dataset with that name."})
+        version_id = values.pop("eval_version")
+        version = DatasetVersion.objects.filter(pk=version_id, dataset=dataset).first() if version_id else None
+        base_name = values.pop("retrain_base_model")
+        base = BaseModel.objects.filter(name=base_name).first() if base_name else None
+        use_case = services.use_case_save(
+            task=dataset.task_type,
+            dataset=dataset,
+            eval_version=version,
+            retrain_base_model=base,
+            actor=request.user,
+            **values,
+        )
+        return Response(UseCaseOutput(use_case).data, status=status.HTTP_201_CREATED)
+
+
+class GateApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_USE_CASES)]
+
+    @extend_schema(
+        summary="Check the promotion gate",
+        description=_describe(
+            "`model=NAME`: every rule, the candidate's and the baseline's value, pass or why not.", VIEW_USE_CASES
+        ),
+        parameters=[OpenApiParameter("model", OpenApiTypes.STR, required=True)],
+        responses={200: GateOutput, **_errors(400, 401, 403, 404)},
+    )
+    def get(self, request, slug: str):
+        use_case = _use_case_or_404(slug)
+        trained = TrainedModel.objects.filter(name=request.query_params.get("model", "")).first()
+        if trained is None:
+            raise exceptions.ValidationError({"model": "Name a trained model."})
+        return Response(GateOutput(services.gate_check(use_case=use_case, candidate=trained)).data)
+
+
+class PromoteApi(APIView):
+    permission_classes = [HasPerm.of(PROMOTE)]
+
+    @extend_schema(
+        summary="Promote a model",
+        description=_describe("Only when the gate passes; otherwise 400 says which rules fail. Audited.", PROMOTE),
+        request=PromoteInput,
+        responses={200: StageChangeOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, slug: str):
+        use_case = _use_case_or_404(slug)
+        data = PromoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        trained = TrainedModel.objects.filter(name=data.validated_data["model"]).first()
+        if trained is None:
+            raise exceptions.ValidationError({"model": "There is no trained model with that name."})
+        change = services.model_promote(
+            use_case=use_case,
+            trained=trained,
+            to_stage=data.validated_data["stage"],
+            actor=request.user,
+            note=data.validated_data["note"],
+        )
+        return Response(StageChangeOutput(change).data)
+
+
+class RollbackApi(APIView):
+    permission_classes = [HasPerm.of(PROMOTE)]
+
+    @extend_schema(
+        summary="Roll back production",
+        description=_describe("Put back the production model that the current one replaced. Audited.", PROMOTE),
+        request=None,
+        responses={200: StageChangeOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, slug: str):
+        change = services.model_rollback(use_case=_use_case_or_404(slug), actor=request.user)
+        return Response(StageChangeOutput(change).data)
+
+
+class EndpointListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_EVALUATIONS, POST=MANAGE_ENDPOINTS)]
+    serializer_class = EndpointOutput
+    pagination_class = None
+    queryset = ExternalEndpoint.objects.all()
+
+    @extend_schema(
+        summary="List external endpoints",
+        description=_describe("OpenAI-compatible endpoints (keys are never shown).", VIEW_EVALUATIONS),
+        responses={200: EndpointOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Add or update an external endpoint",
+        description=_describe("The API key is stored encrypted.", MANAGE_ENDPOINTS),
+        request=EndpointInput,
+        responses={201: EndpointOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = EndpointInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint = services.endpoint_save(actor=request.user, **data.validated_data)
+        return Response(EndpointOutput(endpoint).data, status=status.HTTP_201_CREATED)

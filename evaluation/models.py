@@ -1,0 +1,271 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from curation.models import TaskType
+
+
+class ExternalEndpoint(models.Model):
+    """An OpenAI-compatible chat endpoint: the off-the-shelf baseline, or the judge."""
+
+    name = models.CharField(max_length=120, unique=True)
+    base_url = models.URLField(max_length=300, help_text="e.g. https://api.example.com/v1")
+    model = models.CharField(max_length=200, help_text="The model name the endpoint expects.")
+    api_key_encrypted = models.BinaryField(blank=True, default=b"")
+    timeout_seconds = models.FloatField(default=30.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalRun(models.Model):
+    """One model against the test split of an approved version: every prediction stored, then scored."""
+
+    class Kind(models.TextChoices):
+        BASE = "base", "Base model alone"
+        ADAPTER = "adapter", "Trained adapter"
+        ENDPOINT = "endpoint", "External endpoint"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Generating"
+        SUCCEEDED = "succeeded", "Finished"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    base_model = models.ForeignKey(
+        "training.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    trained_model = models.ForeignKey(
+        "training.TrainedModel", null=True, blank=True, on_delete=models.PROTECT, related_name="eval_runs"
+    )
+    endpoint = models.ForeignKey(ExternalEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
+    split = models.CharField(max_length=10, default="test")
+    task = models.CharField(max_length=20, choices=TaskType.choices)
+    labels = models.JSONField(default=list, blank=True)
+    judge = models.ForeignKey(ExternalEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rubric = models.TextField(blank=True)
+    queue = models.CharField(max_length=40, default="gpu")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    total = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    per_group = models.JSONField(default=dict, blank=True)
+    fairness = models.JSONField(default=dict, blank=True)
+    judge_agreement = models.JSONField(default=dict, blank=True)
+    fairness_threshold = models.FloatField(default=0.1)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="base", base_model__isnull=False, trained_model__isnull=True, endpoint__isnull=True)
+                    | Q(kind="adapter", trained_model__isnull=False, endpoint__isnull=True)
+                    | Q(kind="endpoint", endpoint__isnull=False, trained_model__isnull=True, base_model__isnull=True)
+                ),
+                name="evalrun_one_subject",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed"]), name="evalrun_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Evaluation #{self.pk} of {self.subject_name}"
+
+    @property
+    def subject_name(self) -> str:
+        if self.kind == self.Kind.ADAPTER and self.trained_model_id:
+            return self.trained_model.name
+        if self.kind == self.Kind.ENDPOINT and self.endpoint_id:
+            return self.endpoint.name
+        return self.base_model.name if self.base_model_id else "?"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class Prediction(models.Model):
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="predictions")
+    example = models.ForeignKey("curation.Example", on_delete=models.PROTECT, related_name="+")
+    output = models.TextField(blank=True)
+    judge_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    judge_reason = models.CharField(max_length=500, blank=True)
+    human_score = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A person's 1–5 rating, when given."
+    )
+
+    class Meta:
+        ordering = ["run", "example__row_index"]
+        constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_unique_example")]
+
+    def __str__(self) -> str:
+        return f"Prediction of run #{self.run_id} for example #{self.example_id}"
+
+
+class Kpi(models.Model):
+    """A business measure: customer satisfaction, time to resolution, escalation rate, developer time saved…"""
+
+    class Kind(models.TextChoices):
+        MEAN = "mean", "Average of a measurement"
+        PROPORTION = "proportion", "Share of cases (0 to 1)"
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    unit = models.CharField(max_length=30, help_text="e.g. points (1–5), hours, %, minutes")
+    higher_is_better = models.BooleanField()
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.MEAN)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KpiObservation(models.Model):
+    """A KPI measured for one model (or deployment) over one period and segment, with its sample size."""
+
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="observations")
+    model_name = models.CharField(max_length=200, help_text="A trained model, base model or endpoint name.")
+    trained_model = models.ForeignKey(
+        "training.TrainedModel", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    period_start = models.DateField()
+    period_end = models.DateField()
+    segment = models.CharField(max_length=120, blank=True, help_text="Blank: all customers.")
+    value = models.FloatField()
+    sample_size = models.PositiveIntegerField()
+    std = models.FloatField(null=True, blank=True, help_text="Standard deviation within the period, when known.")
+    source = models.CharField(max_length=20, default="csv")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kpi", "model_name", "period_start", "segment"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kpi", "model_name", "period_start", "segment"], name="kpiobservation_unique_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gte=models.F("period_start")), name="kpiobservation_period_order"
+            ),
+            models.CheckConstraint(condition=Q(sample_size__gt=0), name="kpiobservation_sample_positive"),
+        ]
+        indexes = [models.Index(fields=["model_name", "kpi", "period_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id} of {self.model_name} from {self.period_start}"
+
+
+class UseCase(models.Model):
+    """What a model is for (e.g. client replies); its promotion gate, its production model and its retraining."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=20, choices=TaskType.choices)
+    dataset = models.ForeignKey("curation.Dataset", on_delete=models.PROTECT, related_name="use_cases")
+    eval_version = models.ForeignKey(
+        "curation.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Where candidates are compared; blank: the candidate's own test split.",
+    )
+    gate = models.JSONField(
+        default=list,
+        help_text='Rules: [{"kind": "metric"|"kpi", "name": "rougeL", "rule": "improve"|"no_regress", "margin": 0.01}]',
+    )
+    production = models.ForeignKey(
+        "training.TrainedModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    staging = models.ForeignKey(
+        "training.TrainedModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    retrain_enabled = models.BooleanField(default=False)
+    retrain_every_hours = models.PositiveIntegerField(default=24 * 7)
+    retrain_base_model = models.ForeignKey(
+        "training.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    last_retrain_at = models.DateTimeField(null=True, blank=True)
+    last_trained_version = models.ForeignKey(
+        "curation.DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("promote_usecase", "Can promote and roll back models")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StageChange(models.Model):
+    """Every promotion, demotion and rollback, with the gate's verdict at that moment."""
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="stage_changes")
+    trained_model = models.ForeignKey("training.TrainedModel", on_delete=models.PROTECT, related_name="stage_changes")
+    from_stage = models.CharField(max_length=12)
+    to_stage = models.CharField(max_length=12)
+    replaced = models.ForeignKey(
+        "training.TrainedModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    gate_result = models.JSONField(default=dict, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.trained_model_id}: {self.from_stage} → {self.to_stage}"
+
+
+class RetrainRun(models.Model):
+    """One scheduled retraining: new approved data → a candidate → its evaluation → a proposal (or not)."""
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training a candidate"
+        EVALUATING = "evaluating", "Evaluating the candidate"
+        PROPOSED = "proposed", "Passed the gate: proposed for promotion"
+        NOT_BETTER = "not_better", "Did not pass the gate"
+        FAILED = "failed", "Failed"
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="retrain_runs")
+    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    job = models.ForeignKey("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    eval_run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.TRAINING)
+    gate_result = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Retraining #{self.pk} of {self.use_case_id}"

@@ -1,0 +1,230 @@
+"""Reads for evaluation: runs, the KPI dashboard (series, intervals, deltas against production), comparisons."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db.models import Q, QuerySet
+
+from evaluation import metrics as metric_lib
+from evaluation.models import EvalRun, Kpi, KpiObservation, Prediction, UseCase
+
+
+def run_list(*, status: str = "", subject: str = "") -> QuerySet[EvalRun]:
+    runs = EvalRun.objects.select_related(
+        "trained_model", "base_model", "endpoint", "dataset_version__dataset", "created_by"
+    )
+    if status:
+        runs = runs.filter(status=status)
+    if subject:
+        runs = runs.filter(
+            Q(trained_model__name=subject) | Q(endpoint__name=subject) | Q(kind="base", base_model__name=subject)
+        )
+    return runs
+
+
+def run_get(run_id: int) -> EvalRun:
+    return run_list().get(pk=run_id)
+
+
+def _subject_filter(subject_name: str) -> Q:
+    return (
+        Q(kind=EvalRun.Kind.ADAPTER, trained_model__name=subject_name)
+        | Q(kind=EvalRun.Kind.BASE, base_model__name=subject_name)
+        | Q(kind=EvalRun.Kind.ENDPOINT, endpoint__name=subject_name)
+    )
+
+
+def latest_run(*, subject_name: str, version=None) -> EvalRun | None:
+    runs = EvalRun.objects.filter(_subject_filter(subject_name), status=EvalRun.Status.SUCCEEDED)
+    if version is not None:
+        runs = runs.filter(dataset_version=version)
+    return runs.order_by("-finished_at", "-pk").first()
+
+
+def latest_metric(*, subject_name: str, metric: str, version=None) -> float | None:
+    run = latest_run(subject_name=subject_name, version=version)
+    value = (run.metrics or {}).get(metric) if run else None
+    return value if isinstance(value, int | float) else None
+
+
+# --- KPIs --------------------------------------------------------------------------------------------------
+
+
+def _observations(kpi: Kpi, *, start: dt.date | None = None, end: dt.date | None = None, segment: str = "") -> QuerySet:
+    rows = KpiObservation.objects.filter(kpi=kpi)
+    if start:
+        rows = rows.filter(period_start__gte=start)
+    if end:
+        rows = rows.filter(period_start__lte=end)
+    if segment:
+        rows = rows.filter(segment=segment)
+    return rows
+
+
+def kpi_summary(kpi: Kpi, model_name: str, **filters) -> dict | None:
+    rows = list(_observations(kpi, **filters).filter(model_name=model_name).values_list("value", "sample_size", "std"))
+    if not rows:
+        return None
+    stds = [row[2] for row in rows]
+    return metric_lib.pooled_ci(
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        stds if all(s is not None for s in stds) else None,
+        proportion=kpi.kind == Kpi.Kind.PROPORTION,
+    )
+
+
+def kpi_comparison_pair(*, kpi_slug: str, baseline: str, candidate: str, **filters) -> dict | None:
+    kpi = Kpi.objects.filter(slug=kpi_slug).first()
+    if kpi is None:
+        return None
+    a, b = kpi_summary(kpi, baseline, **filters), kpi_summary(kpi, candidate, **filters)
+    if a is None or b is None:
+        return None
+    return {
+        "baseline": a,
+        "candidate": b,
+        "higher_is_better": kpi.higher_is_better,
+        "comparison": metric_lib.compare(a, b, higher_is_better=kpi.higher_is_better),
+    }
+
+
+def production_model_names() -> list[str]:
+    return list(UseCase.objects.filter(production__isnull=False).values_list("production__name", flat=True))
+
+
+def kpi_dashboard(
+    *, start: dt.date | None = None, end: dt.date | None = None, segment: str = "", reference: str = ""
+) -> list[dict]:
+    """Per KPI: a time series per model, each model's mean with its 95% interval, and its delta against the
+    reference model (the production model by default) with whether the difference is significant."""
+    filters = {"start": start, "end": end, "segment": segment}
+    productions = production_model_names()
+    dashboard = []
+    for kpi in Kpi.objects.all():
+        rows = list(
+            _observations(kpi, **filters)
+            .order_by("period_start")
+            .values_list("model_name", "period_start", "value", "sample_size")
+        )
+        if not rows:
+            continue
+        series: dict[str, dict[dt.date, list]] = defaultdict(lambda: defaultdict(list))
+        for model, period, value, size in rows:
+            series[model][period].append((value, size))
+        models = sorted(series)
+        ref = reference if reference in models else next((name for name in productions if name in models), models[0])
+        summaries = {model: kpi_summary(kpi, model, **filters) for model in models}
+        bars = []
+        for model in models:
+            summary = summaries[model]
+            comparison = None
+            if model != ref and summaries.get(ref):
+                comparison = metric_lib.compare(summaries[ref], summary, higher_is_better=kpi.higher_is_better)
+            bars.append({"model": model, **summary, "comparison": comparison, "is_reference": model == ref})
+        dashboard.append(
+            {
+                "kpi": {
+                    "slug": kpi.slug,
+                    "name": kpi.name,
+                    "unit": kpi.unit,
+                    "higher_is_better": kpi.higher_is_better,
+                    "kind": kpi.kind,
+                },
+                "reference": ref,
+                "series": [
+                    {
+                        "model": model,
+                        "points": [
+                            {
+                                "period": period.isoformat(),
+                                "value": sum(v * n for v, n in values) / sum(n for _, n in values),
+                                "n": sum(n for _, n in values),
+                            }
+                            for period, values in sorted(series[model].items())
+                        ],
+                    }
+                    for model in models
+                ],
+                "bars": bars,
+            }
+        )
+    return dashboard
+
+
+def kpi_segments() -> list[str]:
+    return sorted(s for s in KpiObservation.objects.order_by().values_list("segment", flat=True).distinct() if s)
+
+
+# --- side-by-side comparison ---------------------------------------------------------------------------------
+
+
+def comparison(subject_names: list[str], *, version=None, limit: int = 50) -> dict:
+    """2–4 models: their latest finished evaluation (on one version when given), metrics, fairness, KPIs, and the
+    outputs for the same inputs next to each other."""
+    runs = {name: latest_run(subject_name=name, version=version) for name in subject_names}
+    found = [run for run in runs.values() if run]
+    if version is None and found:
+        # Side by side needs the same inputs: use the version most of them were evaluated on.
+        versions = [run.dataset_version_id for run in found]
+        common = max(set(versions), key=versions.count)
+        runs = {
+            name: latest_run(
+                subject_name=name, version=found[[r.dataset_version_id for r in found].index(common)].dataset_version
+            )
+            for name in subject_names
+        }
+    metric_names = sorted(
+        {key for run in runs.values() if run for key, value in run.metrics.items() if isinstance(value, int | float)}
+    )
+    table = [
+        {
+            "metric": name,
+            "label": metric_lib.METRICS[name].label if name in metric_lib.METRICS else name,
+            "higher_is_better": metric_lib.METRICS[name].higher_is_better if name in metric_lib.METRICS else True,
+            "values": [runs[s].metrics.get(name) if runs[s] else None for s in subject_names],
+        }
+        for name in metric_names
+    ]
+    kpis = []
+    for kpi in Kpi.objects.all():
+        values = [kpi_summary(kpi, s) for s in subject_names]
+        if any(values):
+            kpis.append({"kpi": kpi, "values": values})
+    outputs = []
+    run_ids = {s: runs[s].pk for s in subject_names if runs[s]}
+    if run_ids:
+        first = next(iter(run_ids.values()))
+        examples = list(
+            Prediction.objects.filter(run_id=first).select_related("example").order_by("example__row_index")[:limit]
+        )
+        by_run = defaultdict(dict)
+        for p in Prediction.objects.filter(
+            run_id__in=run_ids.values(), example_id__in=[e.example_id for e in examples]
+        ):
+            by_run[p.run_id][p.example_id] = p.output
+        for prediction in examples:
+            example = prediction.example
+            outputs.append(
+                {
+                    "example_id": example.pk,
+                    "input": example.input,
+                    "reference": example.label or example.target,
+                    "group": example.group,
+                    "outputs": [by_run[run_ids[s]].get(example.pk) if s in run_ids else None for s in subject_names],
+                }
+            )
+    return {
+        "subjects": subject_names,
+        "runs": [runs[s] for s in subject_names],
+        "metrics": table,
+        "fairness": [runs[s].fairness if runs[s] else {} for s in subject_names],
+        "kpis": kpis,
+        "outputs": outputs,
+    }
+
+
+def use_case_list() -> QuerySet[UseCase]:
+    return UseCase.objects.select_related("production", "staging", "dataset")

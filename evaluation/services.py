@@ -1,0 +1,804 @@
+"""Writes for evaluation: endpoints, evaluation runs (generate, score, re-score), KPI imports, the promotion gate,
+stage changes with rollback, and scheduled retraining.
+
+The metric, inference and endpoint code is plain Python (evaluation/metrics.py, inference.py, endpoints.py);
+these services feed it rows of approved versions and store what it returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import hashlib
+import io
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import audit_record
+from curation.models import DatasetVersion, TaskType
+from curation.services import version_require_approved
+from evaluation import metrics as metric_lib
+from evaluation.models import (
+    EvalRun,
+    ExternalEndpoint,
+    Kpi,
+    KpiObservation,
+    Prediction,
+    RetrainRun,
+    StageChange,
+    UseCase,
+)
+from training.models import BaseModel, TrainedModel, TrainingJob
+
+log = logging.getLogger(__name__)
+CHUNK = 64
+
+
+# ------------------------------------------------------------------------------------------------ endpoints
+
+
+def _fernet() -> Fernet:
+    key = hashlib.sha256(f"{settings.SECRET_KEY}:endpoint-keys".encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def endpoint_api_key(endpoint: ExternalEndpoint) -> str:
+    if not endpoint.api_key_encrypted:
+        return ""
+    try:
+        return _fernet().decrypt(bytes(endpoint.api_key_encrypted)).decode()
+    except InvalidToken:
+        raise ValidationError(
+            "The endpoint's API key cannot be read: SECRET_KEY changed. Enter the key again."
+        ) from None
+
+
+def endpoint_save(
+    *, name: str, base_url: str, model: str, api_key: str = "", timeout_seconds: float = 30.0, actor
+) -> ExternalEndpoint:
+    """Create or update an OpenAI-compatible endpoint; the key is stored encrypted and never shown again."""
+    endpoint = ExternalEndpoint.objects.filter(name=name.strip()).first() or ExternalEndpoint(name=name.strip())
+    endpoint.base_url = base_url.strip().rstrip("/")
+    endpoint.model = model.strip()
+    endpoint.timeout_seconds = timeout_seconds
+    if api_key:
+        endpoint.api_key_encrypted = _fernet().encrypt(api_key.encode())
+    endpoint.full_clean()
+    with transaction.atomic():
+        endpoint.save()
+        audit_record(
+            actor=actor,
+            action="endpoint.save",
+            obj=endpoint,
+            after={"base_url": endpoint.base_url, "model": endpoint.model},
+        )
+    return endpoint
+
+
+# ---------------------------------------------------------------------------------------- evaluation runs
+
+
+def subject_resolve(name: str) -> TrainedModel | BaseModel | ExternalEndpoint:
+    """A model by its name: a trained adapter, a base model or an external endpoint (in that order)."""
+    for model in (TrainedModel, BaseModel, ExternalEndpoint):
+        found = model.objects.filter(name=name).first()
+        if found is not None:
+            return found
+    raise ValidationError({"model": f"No trained model, base model or endpoint is called “{name}”."})
+
+
+def _version_labels(version: DatasetVersion) -> list[str]:
+    from training.services import version_labels
+
+    return version_labels(version)
+
+
+def eval_run_create(
+    *,
+    subject: TrainedModel | BaseModel | ExternalEndpoint,
+    version: DatasetVersion,
+    actor,
+    split: str = "test",
+    judge: ExternalEndpoint | None = None,
+    rubric: str = "",
+    fairness_threshold: float = 0.1,
+    via: str = "web",
+) -> EvalRun:
+    """Check the version (privacy gate, rows in the split, task) and queue the run after commit."""
+    version_require_approved(version)
+    task = version.dataset.task_type
+    if split not in ("test", "validation", "train"):
+        raise ValidationError({"split": "Choose test, validation or train."})
+    if not version.examples.filter(split=split).exists():
+        raise ValidationError({"dataset_version": f"“{version}” has no {split} rows to evaluate on. Split it first."})
+    if not 0 <= fairness_threshold <= 1:
+        raise ValidationError({"fairness_threshold": "The fairness threshold must be between 0 and 1."})
+    run = EvalRun(
+        dataset_version=version,
+        split=split,
+        task=task,
+        labels=_version_labels(version) if task == TaskType.CLASSIFICATION else [],
+        judge=judge,
+        rubric=rubric if judge else "",
+        fairness_threshold=fairness_threshold,
+        created_by=actor,
+        celery_task_id=str(uuid.uuid4()),
+    )
+    if isinstance(subject, TrainedModel):
+        if subject.task != task:
+            raise ValidationError(
+                {"model": f"{subject.name} was trained for {subject.task}, but this version is {task}."}
+            )
+        run.kind, run.trained_model, run.base_model = EvalRun.Kind.ADAPTER, subject, subject.base_model
+    elif isinstance(subject, BaseModel):
+        if not subject.can_do(task):
+            raise ValidationError({"model": f"{subject.name} cannot do {task}."})
+        run.kind, run.base_model = EvalRun.Kind.BASE, subject
+    else:
+        run.kind, run.endpoint, run.queue = EvalRun.Kind.ENDPOINT, subject, "default"
+    if judge and task != TaskType.SFT:
+        raise ValidationError({"judge": "A judge rates written answers; this version is for classification."})
+    run.full_clean()
+    with transaction.atomic():
+        run.save()
+        audit_record(actor=actor, action="evaluation.start", obj=run, after={"version": version.pk, "via": via})
+        _enqueue_on_commit(run)
+    return run
+
+
+def _enqueue_on_commit(run: EvalRun) -> None:
+    from evaluation.tasks import eval_run_task
+
+    run_id, queue, task_id = run.pk, run.queue, run.celery_task_id
+    transaction.on_commit(lambda: eval_run_task.apply_async(args=[run_id], queue=queue, task_id=task_id))
+
+
+def eval_run_execute(*, run_id: int) -> EvalRun | None:
+    """Claim the run, generate a prediction for every row of the split (stored in chunks), judge, score."""
+    now = timezone.now()
+    if not EvalRun.objects.filter(pk=run_id, status=EvalRun.Status.QUEUED).update(
+        status=EvalRun.Status.RUNNING, started_at=now, heartbeat_at=now
+    ):
+        return None
+    run = EvalRun.objects.select_related("trained_model", "base_model", "endpoint", "judge", "dataset_version").get(
+        pk=run_id
+    )
+    work_dir = Path(tempfile.mkdtemp(prefix=f"eval-{run.pk}-", dir=settings.TRAINING_WORK_DIR))
+    try:
+        version_require_approved(run.dataset_version)
+        examples = list(run.dataset_version.examples.filter(split=run.split).order_by("row_index").only("pk", "input"))
+        EvalRun.objects.filter(pk=run.pk).update(total=len(examples))
+        done = set(run.predictions.values_list("example_id", flat=True))
+        todo = [example for example in examples if example.pk not in done]
+        predict = _predictor(run, work_dir)
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            outputs = predict([example.input for example in chunk])
+            with transaction.atomic():
+                Prediction.objects.bulk_create(
+                    [
+                        Prediction(run=run, example=example, output=output)
+                        for example, output in zip(chunk, outputs, strict=True)
+                    ],
+                    ignore_conflicts=True,
+                )
+                EvalRun.objects.filter(pk=run.pk).update(
+                    progress=(len(examples) - len(todo) + start + len(chunk)) / max(len(examples), 1),
+                    heartbeat_at=timezone.now(),
+                )
+        if run.judge_id:
+            _judge(run)
+        eval_run_score(run=run)
+    except Exception as exc:  # noqa: BLE001 (the person sees why; the log has the traceback)
+        message = getattr(exc, "message", None) or str(exc)
+        hint = getattr(exc, "hint", "")
+        if not isinstance(exc, ValidationError):
+            log.exception("Evaluation %s failed", run.pk)
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=EvalRun.Status.FAILED, error=f"{message} {hint}".strip(), finished_at=timezone.now()
+        )
+    else:
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=EvalRun.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now()
+        )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    run.refresh_from_db()
+    return run
+
+
+def _predictor(run: EvalRun, work_dir: Path):
+    if run.kind == EvalRun.Kind.ENDPOINT:
+        from evaluation import endpoints
+
+        endpoint = run.endpoint
+        key = endpoint_api_key(endpoint)
+
+        def predict(inputs):
+            return endpoints.endpoint_predict(
+                base_url=endpoint.base_url,
+                api_key=key,
+                model=endpoint.model,
+                task=run.task,
+                inputs=inputs,
+                labels=run.labels,
+                timeout=endpoint.timeout_seconds,
+            )
+
+        return predict
+
+    from evaluation import inference
+
+    adapter_dir = None
+    config = {}
+    if run.kind == EvalRun.Kind.ADAPTER:
+        adapter_dir = adapter_download(run.trained_model, work_dir / "adapter")
+        config = run.trained_model.job.config
+
+    def predict(inputs):
+        return inference.predict(
+            task=run.task,
+            base_model=run.base_model.source,
+            adapter_dir=adapter_dir,
+            inputs=inputs,
+            labels=run.labels,
+            prompt_template=config.get("prompt_template"),
+        )
+
+    return predict
+
+
+def adapter_download(trained: TrainedModel, dest: Path) -> Path:
+    """The adapter's files from artifact storage into a local folder (a worker may be on another machine)."""
+    from training.services import artifact_storage
+
+    storage = artifact_storage()
+    for entry in trained.files:
+        target = dest / entry["name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src, target.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return dest
+
+
+def _judge(run: EvalRun) -> None:
+    from evaluation import endpoints
+
+    judge = run.judge
+    predictions = list(run.predictions.select_related("example").filter(judge_score__isnull=True))
+    for start in range(0, len(predictions), CHUNK):
+        chunk = predictions[start : start + CHUNK]
+        scores = endpoints.judge(
+            base_url=judge.base_url,
+            api_key=endpoint_api_key(judge),
+            model=judge.model,
+            rubric=run.rubric or endpoints.DEFAULT_RUBRIC,
+            items=[(p.example.input, p.example.target, p.output) for p in chunk],
+            timeout=judge.timeout_seconds,
+        )
+        for prediction, (score, reason) in zip(chunk, scores, strict=True):
+            prediction.judge_score, prediction.judge_reason = score, reason[:500]
+        Prediction.objects.bulk_update(chunk, ["judge_score", "judge_reason"])
+
+
+def eval_run_score(*, run: EvalRun, metric_names: list[str] | None = None) -> EvalRun:
+    """Score the stored predictions (no generation): overall, per group, the fairness gaps, judge agreement."""
+    rows = list(
+        run.predictions.select_related("example")
+        .order_by("example__row_index")
+        .values_list("output", "example__target", "example__label", "example__group", "judge_score", "human_score")
+    )
+    outputs = [row[0] for row in rows]
+    golds = [row[2] if run.task == TaskType.CLASSIFICATION else row[1] for row in rows]
+    groups = [row[3] for row in rows]
+    names = metric_names or [
+        name for name in metric_lib.default_metrics(run.task) if name not in ("perplexity", "judge_score")
+    ]
+    try:
+        scores = metric_lib.compute(run.task, golds, outputs, names, labels=run.labels or None) if rows else {}
+        by_group = (
+            metric_lib.per_group(run.task, groups, golds, outputs, names, labels=run.labels or None) if rows else {}
+        )
+    except ValueError as exc:
+        raise ValidationError({"metrics": str(exc)}) from None
+    if run.task == TaskType.CLASSIFICATION and rows:
+        scores["confusion"] = metric_lib.classification_metrics(golds, outputs, run.labels or None)["confusion"]
+    judged = [row[4] for row in rows if row[4] is not None]
+    if judged:
+        scores["judge_score"] = sum(judged) / len(judged)
+    pairs = [(row[4], row[5]) for row in rows if row[4] is not None and row[5] is not None]
+    agreement = {}
+    if len(pairs) >= 2:
+        from evaluation import endpoints
+
+        agreement = endpoints.judge_agreement([a for a, _ in pairs], [b for _, b in pairs])
+    fairness = (
+        metric_lib.fairness_gaps(
+            by_group, [n for n in names if n in metric_lib.METRICS], threshold=run.fairness_threshold
+        )
+        if by_group
+        else {}
+    )
+    EvalRun.objects.filter(pk=run.pk).update(
+        metrics={**run.metrics, **scores} if metric_names else scores,
+        per_group=by_group,
+        fairness=fairness,
+        judge_agreement=agreement,
+    )
+    run.refresh_from_db()
+    return run
+
+
+def eval_run_rescore(*, run: EvalRun, metric_names: list[str], actor) -> EvalRun:
+    """Add metrics to a finished run from its saved predictions, without generating again."""
+    if run.status != EvalRun.Status.SUCCEEDED:
+        raise ValidationError("Only a finished evaluation can be scored again.")
+    unknown = [name for name in metric_names if name not in metric_lib.METRICS]
+    if unknown:
+        raise ValidationError(
+            {"metrics": f"Unknown metric(s): {', '.join(unknown)}. Known: {', '.join(metric_lib.METRICS)}."}
+        )
+    with transaction.atomic():
+        run = eval_run_score(run=run, metric_names=metric_names)
+        audit_record(actor=actor, action="evaluation.rescore", obj=run, after={"metrics": metric_names})
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------- KPIs
+
+KPI_COLUMNS = ("kpi", "model", "period_start", "period_end", "segment", "value", "sample_size")
+
+
+def kpi_import_csv(*, text: str, actor, source: str = "csv") -> dict:
+    """Import KPI observations; any bad row → nothing imported and a report of every problem by line."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [
+        name
+        for name in ("kpi", "model", "period_start", "value", "sample_size")
+        if name not in (reader.fieldnames or [])
+    ]
+    if missing:
+        raise ValidationError(
+            {
+                "file": f"The CSV needs the columns {', '.join(KPI_COLUMNS)} (and optionally std, unit); "
+                f"missing: {', '.join(missing)}."
+            }
+        )
+    kpis = {kpi.slug: kpi for kpi in Kpi.objects.all()}
+    known_models = (
+        set(TrainedModel.objects.values_list("name", flat=True))
+        | set(BaseModel.objects.values_list("name", flat=True))
+        | set(ExternalEndpoint.objects.values_list("name", flat=True))
+    )
+    problems: list[dict] = []
+    rows: list[KpiObservation] = []
+    seen: dict[tuple, int] = {}
+    for line, row in enumerate(reader, start=2):
+
+        def problem(field: str, message: str, line: int = line):
+            problems.append({"line": line, "field": field, "message": message})
+
+        kpi = kpis.get((row.get("kpi") or "").strip())
+        if kpi is None:
+            problem("kpi", f"Unknown KPI “{row.get('kpi')}”. Known: {', '.join(kpis) or 'none yet'}.")
+        model = (row.get("model") or "").strip()
+        if model not in known_models:
+            problem("model", f"Unknown model “{model}”: use the name of a trained model, base model or endpoint.")
+        unit = (row.get("unit") or "").strip()
+        if kpi and unit and unit != kpi.unit:
+            problem("unit", f"{kpi.name} is measured in {kpi.unit}, not {unit}.")
+        start = _date(row.get("period_start"), "period_start", problem)
+        end = _date(row.get("period_end") or row.get("period_start"), "period_end", problem)
+        if start and end and end < start:
+            problem("period_end", "The period ends before it starts.")
+        value = _number(row.get("value"), "value", problem)
+        size = _number(row.get("sample_size"), "sample_size", problem)
+        if size is not None and (size <= 0 or size != int(size)):
+            problem("sample_size", "The sample size must be a whole number above 0.")
+        std = _number(row.get("std"), "std", problem) if (row.get("std") or "").strip() else None
+        if std is not None and std < 0:
+            problem("std", "A standard deviation cannot be negative.")
+        if kpi and kpi.kind == Kpi.Kind.PROPORTION and value is not None and not 0 <= value <= 1:
+            problem("value", f"{kpi.name} is a share: give it between 0 and 1 (e.g. 0.12 for 12%).")
+        segment = (row.get("segment") or "").strip()
+        if kpi and start:
+            key = (kpi.pk, model, start, segment)
+            if key in seen:
+                problem("period_start", f"The same KPI, model, period and segment is on line {seen[key]} too.")
+            seen[key] = line
+            if KpiObservation.objects.filter(kpi=kpi, model_name=model, period_start=start, segment=segment).exists():
+                problem("period_start", "This KPI, model, period and segment was already imported.")
+        if not any(p["line"] == line for p in problems):
+            rows.append(
+                KpiObservation(
+                    kpi=kpi,
+                    model_name=model,
+                    trained_model=TrainedModel.objects.filter(name=model).first(),
+                    period_start=start,
+                    period_end=end,
+                    segment=segment,
+                    value=value,
+                    sample_size=int(size),
+                    std=std,
+                    source=source,
+                )
+            )
+    if problems:
+        return {"imported": 0, "problems": problems}
+    if not rows:
+        raise ValidationError({"file": "The CSV has no rows."})
+    with transaction.atomic():
+        KpiObservation.objects.bulk_create(rows, batch_size=1000)
+        audit_record(actor=actor, action="kpi.import", obj=rows[0].kpi, after={"rows": len(rows), "source": source})
+    return {"imported": len(rows), "problems": []}
+
+
+def _date(raw, field, problem) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat((raw or "").strip())
+    except ValueError:
+        problem(field, f"“{raw or ''}” is not a date like 2026-11-02.")
+        return None
+
+
+def _number(raw, field, problem) -> float | None:
+    try:
+        return float((raw or "").strip())
+    except ValueError:
+        problem(field, f"“{raw or ''}” is not a number.")
+        return None
+
+
+def kpi_ensure(
+    *, slug: str, name: str, unit: str, higher_is_better: bool, kind: str = Kpi.Kind.MEAN, description: str = ""
+) -> Kpi:
+    kpi, _ = Kpi.objects.update_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "unit": unit,
+            "higher_is_better": higher_is_better,
+            "kind": kind,
+            "description": description,
+        },
+    )
+    return kpi
+
+
+# ------------------------------------------------------------------------------------- gate and promotion
+
+
+def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
+    """Compare the candidate with the production model (or the base model when none) under the use case's rules."""
+    from evaluation import selectors
+
+    baseline_name = use_case.production.name if use_case.production_id else candidate.base_model.name
+    checks = []
+    for rule in use_case.gate or []:
+        name, kind, mode, margin = (
+            rule.get("name"),
+            rule.get("kind", "metric"),
+            rule.get("rule", "no_regress"),
+            float(rule.get("margin", 0)),
+        )
+        if kind == "kpi":
+            result = selectors.kpi_comparison_pair(kpi_slug=name, baseline=baseline_name, candidate=candidate.name)
+            if result is None:
+                checks.append(
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "rule": mode,
+                        "passed": False,
+                        "reason": f"No {name} observations for both {candidate.name} and {baseline_name} yet.",
+                    }
+                )
+                continue
+            candidate_value, baseline_value, higher = (
+                result["candidate"]["mean"],
+                result["baseline"]["mean"],
+                result["higher_is_better"],
+            )
+            significant = result["comparison"]["significant"]
+        else:
+            spec = metric_lib.METRICS.get(name)
+            version = use_case.eval_version or candidate.dataset_version
+            candidate_value = selectors.latest_metric(subject_name=candidate.name, metric=name, version=version)
+            baseline_value = selectors.latest_metric(subject_name=baseline_name, metric=name, version=version)
+            if spec is None or candidate_value is None or baseline_value is None:
+                checks.append(
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "rule": mode,
+                        "passed": False,
+                        "reason": f"{name} is not measured for both {candidate.name} and {baseline_name} "
+                        "on the same data yet: evaluate both.",
+                    }
+                )
+                continue
+            higher, significant = spec.higher_is_better, True
+        delta = candidate_value - baseline_value
+        gain = delta if higher else -delta
+        if mode == "improve":
+            passed = gain >= margin and gain > 0 and significant
+            reason = f"must improve by at least {margin:g}" + (
+                "" if significant else " (the difference is not significant)"
+            )
+        else:
+            passed = gain >= -margin
+            reason = f"must not get worse by more than {margin:g}"
+        checks.append(
+            {
+                "name": name,
+                "kind": kind,
+                "rule": mode,
+                "candidate": candidate_value,
+                "baseline": baseline_value,
+                "delta": delta,
+                "passed": passed,
+                "reason": ("passes: " if passed else "fails: ") + reason,
+            }
+        )
+    if not checks:
+        checks.append(
+            {
+                "name": "gate",
+                "kind": "gate",
+                "rule": "defined",
+                "passed": False,
+                "reason": "This use case has no gate rules yet; add at least one.",
+            }
+        )
+    return {
+        "passed": all(check["passed"] for check in checks),
+        "baseline": baseline_name,
+        "candidate": candidate.name,
+        "checks": checks,
+    }
+
+
+def model_promote(*, use_case: UseCase, trained: TrainedModel, to_stage: str, actor, note: str = "") -> StageChange:
+    """Candidate → staging → production, only when the gate passes; the replaced model is kept for rollback."""
+    if to_stage not in (TrainedModel.Stage.STAGING, TrainedModel.Stage.PRODUCTION):
+        raise ValidationError({"stage": "Promote to staging or production."})
+    if trained.task != use_case.task:
+        raise ValidationError({"model": f"{trained.name} is for {trained.task}; this use case is {use_case.task}."})
+    gate = gate_check(use_case=use_case, candidate=trained)
+    if not gate["passed"]:
+        failing = "; ".join(f"{c['name']}: {c['reason']}" for c in gate["checks"] if not c["passed"])
+        raise ValidationError(f"The gate does not pass, so {trained.name} cannot be promoted. {failing}.")
+    with transaction.atomic():
+        use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
+        before = trained.stage
+        replaced = use_case.production if to_stage == TrainedModel.Stage.PRODUCTION else use_case.staging
+        if replaced and replaced.pk != trained.pk:
+            _stage(
+                replaced,
+                TrainedModel.Stage.ARCHIVED
+                if to_stage == TrainedModel.Stage.PRODUCTION
+                else TrainedModel.Stage.CANDIDATE,
+            )
+        if to_stage == TrainedModel.Stage.PRODUCTION:
+            use_case.production = trained
+            if use_case.staging_id == trained.pk:
+                use_case.staging = None
+        else:
+            use_case.staging = trained
+        use_case.save(update_fields=["production", "staging"])
+        _stage(trained, to_stage)
+        change = StageChange.objects.create(
+            use_case=use_case,
+            trained_model=trained,
+            from_stage=before,
+            to_stage=to_stage,
+            replaced=replaced if replaced and replaced.pk != trained.pk else None,
+            gate_result=gate,
+            note=note,
+            actor=actor,
+        )
+        audit_record(
+            actor=actor,
+            action="model.promote",
+            obj=trained,
+            before={"stage": before},
+            after={"stage": to_stage, "use_case": use_case.slug, "gate": gate["passed"]},
+        )
+    return change
+
+
+def model_rollback(*, use_case: UseCase, actor, note: str = "") -> StageChange:
+    """Put back the production model that the current one replaced."""
+    with transaction.atomic():
+        use_case = UseCase.objects.select_for_update().select_related("production").get(pk=use_case.pk)
+        last = (
+            use_case.stage_changes.filter(to_stage=TrainedModel.Stage.PRODUCTION, trained_model=use_case.production)
+            .select_related("replaced")
+            .first()
+            if use_case.production_id
+            else None
+        )
+        if last is None or last.replaced is None:
+            raise ValidationError("There is no earlier production model to roll back to.")
+        current, previous = use_case.production, last.replaced
+        _stage(current, TrainedModel.Stage.CANDIDATE)
+        _stage(previous, TrainedModel.Stage.PRODUCTION)
+        use_case.production = previous
+        use_case.save(update_fields=["production"])
+        change = StageChange.objects.create(
+            use_case=use_case,
+            trained_model=previous,
+            from_stage=TrainedModel.Stage.ARCHIVED,
+            to_stage=TrainedModel.Stage.PRODUCTION,
+            replaced=current,
+            gate_result={},
+            note=note or "Rollback",
+            actor=actor,
+        )
+        audit_record(
+            actor=actor,
+            action="model.rollback",
+            obj=previous,
+            before={"production": current.name},
+            after={"production": previous.name, "use_case": use_case.slug},
+        )
+    return change
+
+
+def _stage(trained: TrainedModel, stage: str) -> None:
+    TrainedModel.objects.filter(pk=trained.pk).update(stage=stage, stage_changed_at=timezone.now())
+    trained.stage = stage
+
+
+def use_case_save(
+    *,
+    slug: str,
+    name: str,
+    task: str,
+    dataset,
+    gate: list[dict],
+    actor,
+    eval_version=None,
+    description: str = "",
+    retrain_enabled: bool = False,
+    retrain_every_hours: int = 168,
+    retrain_base_model=None,
+) -> UseCase:
+    for rule in gate:
+        if rule.get("kind", "metric") == "metric" and rule.get("name") not in metric_lib.METRICS:
+            raise ValidationError({"gate": f"Unknown metric “{rule.get('name')}” in the gate."})
+        if rule.get("kind") == "kpi" and not Kpi.objects.filter(slug=rule.get("name")).exists():
+            raise ValidationError({"gate": f"Unknown KPI “{rule.get('name')}” in the gate."})
+        if rule.get("rule", "no_regress") not in ("improve", "no_regress"):
+            raise ValidationError({"gate": "A rule is “improve” or “no_regress”."})
+    use_case, _ = UseCase.objects.update_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "task": task,
+            "dataset": dataset,
+            "gate": gate,
+            "eval_version": eval_version,
+            "description": description,
+            "retrain_enabled": retrain_enabled,
+            "retrain_every_hours": retrain_every_hours,
+            "retrain_base_model": retrain_base_model,
+        },
+    )
+    audit_record(actor=actor, action="use_case.save", obj=use_case, after={"gate": gate})
+    return use_case
+
+
+# --------------------------------------------------------------------------------------- scheduled retraining
+
+
+def retrain_tick(*, now=None) -> list[int]:
+    """Beat: start retraining where new approved data exists and the use case is due; move running ones along."""
+    from training.services import training_job_create
+
+    now = now or timezone.now()
+    started = []
+    for use_case in UseCase.objects.filter(retrain_enabled=True).select_related(
+        "dataset", "production__job", "retrain_base_model"
+    ):
+        if use_case.retrain_runs.filter(status__in=[RetrainRun.Status.TRAINING, RetrainRun.Status.EVALUATING]).exists():
+            continue
+        if use_case.last_retrain_at and now - use_case.last_retrain_at < dt.timedelta(
+            hours=use_case.retrain_every_hours
+        ):
+            continue
+        latest = (
+            DatasetVersion.objects.filter(
+                dataset=use_case.dataset, status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.APPROVED
+            )
+            .order_by("-number")
+            .first()
+        )
+        if latest is None or (
+            use_case.last_trained_version_id and latest.number <= use_case.last_trained_version.number
+        ):
+            continue
+        previous = (
+            use_case.production.job
+            if use_case.production_id
+            else TrainingJob.objects.filter(
+                dataset_version__dataset=use_case.dataset, status=TrainingJob.Status.SUCCEEDED
+            ).first()
+        )
+        base = use_case.retrain_base_model or (previous.base_model if previous else None)
+        if base is None:
+            continue
+        overrides = {k: v for k, v in (previous.config if previous else {}).items() if k not in ("task", "labels")}
+        with transaction.atomic():
+            try:
+                job = training_job_create(
+                    version=latest,
+                    base_model=base,
+                    actor=None,
+                    preset=previous.preset if previous and previous.preset else "quick",
+                    overrides=overrides,
+                    via="schedule",
+                )
+            except ValidationError as exc:
+                RetrainRun.objects.create(
+                    use_case=use_case,
+                    dataset_version=latest,
+                    status=RetrainRun.Status.FAILED,
+                    message=" ".join(exc.messages),
+                    finished_at=now,
+                )
+                UseCase.objects.filter(pk=use_case.pk).update(last_retrain_at=now, last_trained_version=latest)
+                continue
+            run = RetrainRun.objects.create(use_case=use_case, dataset_version=latest, job=job)
+            UseCase.objects.filter(pk=use_case.pk).update(last_retrain_at=now, last_trained_version=latest)
+        started.append(run.pk)
+    retrain_advance()
+    return started
+
+
+def retrain_advance() -> None:
+    """Training finished → evaluate the candidate; evaluation finished → check the gate and propose (or not)."""
+    for run in RetrainRun.objects.filter(
+        status__in=[RetrainRun.Status.TRAINING, RetrainRun.Status.EVALUATING]
+    ).select_related("job", "eval_run", "use_case"):
+        if run.status == RetrainRun.Status.TRAINING and run.job and run.job.is_finished:
+            trained = TrainedModel.objects.filter(job=run.job).first()
+            if trained is None:
+                _retrain_finish(
+                    run,
+                    RetrainRun.Status.FAILED,
+                    f"Training ended as {run.job.get_status_display().lower()}: {run.job.error}",
+                )
+                continue
+            version = run.use_case.eval_version or run.dataset_version
+            try:
+                eval_run = eval_run_create(subject=trained, version=version, actor=None, via="schedule")
+            except ValidationError as exc:
+                _retrain_finish(run, RetrainRun.Status.FAILED, " ".join(exc.messages))
+                continue
+            RetrainRun.objects.filter(pk=run.pk).update(status=RetrainRun.Status.EVALUATING, eval_run=eval_run)
+        elif run.status == RetrainRun.Status.EVALUATING and run.eval_run and not run.eval_run.is_active:
+            if run.eval_run.status != EvalRun.Status.SUCCEEDED:
+                _retrain_finish(run, RetrainRun.Status.FAILED, f"Evaluation failed: {run.eval_run.error}")
+                continue
+            gate = gate_check(use_case=run.use_case, candidate=run.eval_run.trained_model)
+            status = RetrainRun.Status.PROPOSED if gate["passed"] else RetrainRun.Status.NOT_BETTER
+            message = (
+                "Passed the gate: an engineer can promote it." if gate["passed"] else "Did not beat the current model."
+            )
+            RetrainRun.objects.filter(pk=run.pk).update(gate_result=gate)
+            _retrain_finish(run, status, message)
+
+
+def _retrain_finish(run: RetrainRun, status: str, message: str) -> None:
+    RetrainRun.objects.filter(pk=run.pk).update(status=status, message=message[:2000], finished_at=timezone.now())

@@ -1,0 +1,21 @@
+from celery import shared_task
+from django.conf import settings
+
+from evaluation import services
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.TRAINING_SOFT_TIME_LIMIT,
+    time_limit=settings.TRAINING_SOFT_TIME_LIMIT + 600,
+)
+def eval_run_task(run_id: int) -> None:
+    """Generate and score one evaluation; claims the run, so a second delivery does nothing."""
+    services.eval_run_execute(run_id=run_id)
+
+
+@shared_task
+def retrain_tick_task() -> list[int]:
+    """Periodic: scheduled retraining of every use case that has new approved data and is due."""
+    return services.retrain_tick()
