@@ -26,7 +26,7 @@ from accounts.roles import (
     VIEW_USE_CASES,
 )
 from curation.apis import _describe, _errors
-from curation.models import Dataset, DatasetVersion
+from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
 from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Prediction, UseCase
@@ -91,7 +91,7 @@ class EvalRunOutput(serializers.ModelSerializer):
 class EvalRunInput(serializers.Serializer):
     model = serializers.CharField(help_text="Name of a trained model, a base model or an external endpoint.")
     dataset_version = serializers.IntegerField(help_text="An approved version (its test split is used).")
-    split = serializers.ChoiceField(choices=["test", "validation", "train"], default="test")
+    split = serializers.ChoiceField(choices=Split.choices, default=Split.TEST)
     judge = serializers.CharField(
         required=False, allow_blank=True, help_text="An endpoint's name, to rate answers 1–5."
     )

@@ -8,6 +8,7 @@ these services feed it rows of approved versions and store what it returns.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -180,22 +181,22 @@ def eval_run_execute(*, run_id: int) -> EvalRun | None:
         EvalRun.objects.filter(pk=run.pk).update(total=len(examples))
         done = set(run.predictions.values_list("example_id", flat=True))
         todo = [example for example in examples if example.pk not in done]
-        predict = _predictor(run, work_dir)
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
-            outputs = predict([example.input for example in chunk])
-            with transaction.atomic():
-                Prediction.objects.bulk_create(
-                    [
-                        Prediction(run=run, example=example, output=output)
-                        for example, output in zip(chunk, outputs, strict=True)
-                    ],
-                    ignore_conflicts=True,
-                )
-                EvalRun.objects.filter(pk=run.pk).update(
-                    progress=(len(examples) - len(todo) + start + len(chunk)) / max(len(examples), 1),
-                    heartbeat_at=timezone.now(),
-                )
+        with _predictor(run, work_dir) as predict:
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start : start + CHUNK]
+                outputs = predict([example.input for example in chunk])
+                with transaction.atomic():
+                    Prediction.objects.bulk_create(
+                        [
+                            Prediction(run=run, example=example, output=output)
+                            for example, output in zip(chunk, outputs, strict=True)
+                        ],
+                        ignore_conflicts=True,
+                    )
+                    EvalRun.objects.filter(pk=run.pk).update(
+                        progress=(len(examples) - len(todo) + start + len(chunk)) / max(len(examples), 1),
+                        heartbeat_at=timezone.now(),
+                    )
         if run.judge_id:
             _judge(run)
         eval_run_score(run=run)
@@ -217,7 +218,9 @@ def eval_run_execute(*, run_id: int) -> EvalRun | None:
     return run
 
 
+@contextlib.contextmanager
 def _predictor(run: EvalRun, work_dir: Path):
+    """A function from inputs to outputs for the run's model, loaded once for all chunks."""
     if run.kind == EvalRun.Kind.ENDPOINT:
         from evaluation import endpoints
 
@@ -235,7 +238,8 @@ def _predictor(run: EvalRun, work_dir: Path):
                 timeout=endpoint.timeout_seconds,
             )
 
-        return predict
+        yield predict
+        return
 
     from evaluation import inference
 
@@ -244,18 +248,14 @@ def _predictor(run: EvalRun, work_dir: Path):
     if run.kind == EvalRun.Kind.ADAPTER:
         adapter_dir = adapter_download(run.trained_model, work_dir / "adapter")
         config = run.trained_model.job.config
-
-    def predict(inputs):
-        return inference.predict(
-            task=run.task,
-            base_model=run.base_model.source,
-            adapter_dir=adapter_dir,
-            inputs=inputs,
-            labels=run.labels,
-            prompt_template=config.get("prompt_template"),
-        )
-
-    return predict
+    with inference.Predictor(
+        task=run.task,
+        base_model=run.base_model.source,
+        adapter_dir=adapter_dir,
+        labels=run.labels or None,
+        prompt_template=config.get("prompt_template"),
+    ) as model:
+        yield model.predict
 
 
 def adapter_download(trained: TrainedModel, dest: Path) -> Path:

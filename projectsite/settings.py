@@ -176,7 +176,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Datasets and training jobs share one task type; name its enum once.
-    "ENUM_NAME_OVERRIDES": {"TaskTypeEnum": "curation.models.TaskType"},
+    "ENUM_NAME_OVERRIDES": {
+        "TaskTypeEnum": "curation.models.TaskType",
+        "EvalRunKindEnum": "evaluation.models.EvalRun.Kind",
+        "KpiKindEnum": "evaluation.models.Kpi.Kind",
+        "GateRuleKindEnum": ["metric", "kpi"],
+    },
 }
 
 # Celery: a filesystem broker under var/ by default, Redis in production.

@@ -40,6 +40,8 @@ RUN_VIEWERS = frozenset({"curator", "privacy_reviewer", "engineer", "admin"})  #
 PRIVACY_REVIEWERS = frozenset({"privacy_reviewer", "admin"})  # review_redactionrun, view_pseudonyms
 TRAINING_READERS = frozenset({"engineer", "manager", "admin"})  # view_trainingjob, view_basemodel, view_trainedmodel
 TRAINERS = frozenset({"engineer", "admin"})  # add/change_trainingjob, add_basemodel, download_trainedmodel
+RESULT_READERS = frozenset({"engineer", "manager", "admin"})  # view_evalrun, view_kpiobservation, view_usecase
+EVALUATORS = frozenset({"engineer", "admin"})  # add_evalrun, add_kpiobservation, change_usecase, promote_usecase, ...
 
 CSV = "question,answer\nWhere is my refund?,It was sent on Monday.\nHow do I log in?,Use the link.\n,empty\n"
 
@@ -123,6 +125,88 @@ class World:
             files=[{"name": "adapter_config.json", "size": 8, "sha256": "0" * 64}],
             sha256="0" * 64,
         )
+
+    @cached_property
+    def eval_run(self):
+        from evaluation.models import EvalRun, Prediction
+
+        version = self.version
+        run = EvalRun.objects.create(
+            kind="base",
+            base_model=self.base_model,
+            dataset_version=version,
+            task="sft",
+            status="succeeded",
+            metrics={"rougeL": 0.5},
+        )
+        Prediction.objects.create(run=run, example=version.examples.first(), output="Sent on Monday.")
+        return run
+
+    @cached_property
+    def use_case(self):
+        from evaluation.services import use_case_save
+
+        return use_case_save(
+            slug="matrix",
+            name="Matrix",
+            task="sft",
+            dataset=self.version.dataset,
+            actor=None,
+            gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 1.0}],
+        )
+
+    @cached_property
+    def promotable(self):
+        """A trained model that passes the use case's gate (its rougeL is measured, like the base model's)."""
+        from evaluation.models import EvalRun
+
+        self.eval_run  # noqa: B018 (the baseline's evaluation)
+        trained = self.trained
+        EvalRun.objects.create(
+            kind="adapter",
+            trained_model=trained,
+            base_model=self.base_model,
+            dataset_version=self.version,
+            task="sft",
+            status="succeeded",
+            metrics={"rougeL": 0.6},
+        )
+        return trained
+
+    @cached_property
+    def rolled_use_case(self):
+        """A use case whose production model replaced an earlier one, so rollback has somewhere to go."""
+        from evaluation.services import model_promote
+
+        use_case = self.use_case
+        model_promote(use_case=use_case, trained=self.promotable, to_stage="production", actor=None)
+        first = self.promotable
+        second_job = self.job(status="succeeded")
+        from training.models import TrainedModel
+
+        second = TrainedModel.objects.create(
+            name="matrix-second",
+            job=second_job,
+            base_model=self.base_model,
+            dataset_version=self.version,
+            task="sft",
+            artifact_prefix="x",
+            sha256="0" * 64,
+        )
+        from evaluation.models import EvalRun
+
+        EvalRun.objects.create(
+            kind="adapter",
+            trained_model=second,
+            base_model=self.base_model,
+            dataset_version=self.version,
+            task="sft",
+            status="succeeded",
+            metrics={"rougeL": 0.6},
+        )
+        model_promote(use_case=use_case, trained=second, to_stage="production", actor=None)
+        assert first != second
+        return use_case
 
     def upload(self, *, checked: bool = False):
         path = self.tmp_path / "tickets.csv"
@@ -214,6 +298,15 @@ def _add_span(w: World) -> dict:
 
 def upload_id(w):
     return w.upload().pk
+
+
+def _kpi_post(w: World, c: APIClient):
+    from evaluation.services import kpi_ensure
+
+    kpi_ensure(slug="csat", name="CSAT", unit="points", higher_is_better=True)
+    header = "kpi,model,period_start,period_end,segment,value,sample_size\n"
+    text = header + f"csat,{w.base_model.name},2026-10-05,2026-10-11,,4.2,100\n"
+    return c.post(reverse("api-kpi-observations"), {"csv": text}, format="json")
 
 
 def _job_input(w: World) -> dict:
@@ -316,6 +409,73 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
     ("api/v1/models/<int:model_id>/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-model", lambda w: w.trained.pk)),
     ("api/v1/models/<int:model_id>/download/", "GET"): Endpoint(
         TRAINERS, 200, get("api-model-download", lambda w: w.trained.pk)
+    ),
+    ("api/v1/evaluation-runs/", "GET"): Endpoint(RESULT_READERS, 200, get("api-eval-runs")),
+    ("api/v1/evaluation-runs/", "POST"): Endpoint(
+        EVALUATORS,
+        201,
+        post(
+            "api-eval-runs",
+            data=lambda w: {"model": w.base_model.name, "dataset_version": w.version.pk, "split": "train"},
+        ),
+    ),
+    ("api/v1/evaluation-runs/<int:run_id>/", "GET"): Endpoint(
+        RESULT_READERS, 200, get("api-eval-run", lambda w: w.eval_run.pk)
+    ),
+    ("api/v1/evaluation-runs/<int:run_id>/predictions/", "GET"): Endpoint(
+        EXAMPLE_READERS, 200, get("api-eval-predictions", lambda w: w.eval_run.pk)
+    ),
+    ("api/v1/evaluation-runs/<int:run_id>/rescore/", "POST"): Endpoint(
+        EVALUATORS, 200, post("api-eval-rescore", lambda w: w.eval_run.pk, lambda w: {"metrics": ["exact_match"]})
+    ),
+    ("api/v1/kpis/", "GET"): Endpoint(RESULT_READERS, 200, get("api-kpis")),
+    ("api/v1/kpis/", "POST"): Endpoint(
+        EVALUATORS,
+        201,
+        post("api-kpis", data=lambda w: {"slug": "csat", "name": "CSAT", "unit": "points", "higher_is_better": True}),
+    ),
+    ("api/v1/kpi-observations/", "GET"): Endpoint(RESULT_READERS, 200, get("api-kpi-observations")),
+    ("api/v1/kpi-observations/", "POST"): Endpoint(EVALUATORS, 201, lambda w, c: _kpi_post(w, c)),
+    ("api/v1/kpi-dashboard/", "GET"): Endpoint(RESULT_READERS, 200, get("api-kpi-dashboard", query="?segment=")),
+    ("api/v1/comparison/", "GET"): Endpoint(
+        RESULT_READERS,
+        200,
+        lambda w, c: c.get(reverse("api-comparison") + f"?models={w.base_model.name},{w.trained.name}"),
+    ),
+    ("api/v1/use-cases/", "GET"): Endpoint(RESULT_READERS, 200, get("api-use-cases")),
+    ("api/v1/use-cases/", "POST"): Endpoint(
+        EVALUATORS,
+        201,
+        post(
+            "api-use-cases",
+            data=lambda w: {
+                "slug": "uc",
+                "name": "UC",
+                "dataset": w.version.dataset.name,
+                "gate": [{"name": "rougeL"}],
+            },
+        ),
+    ),
+    ("api/v1/use-cases/<slug:slug>/gate/", "GET"): Endpoint(
+        RESULT_READERS,
+        200,
+        lambda w, c: c.get(reverse("api-use-case-gate", args=[w.use_case.slug]) + f"?model={w.trained.name}"),
+    ),
+    ("api/v1/use-cases/<slug:slug>/promote/", "POST"): Endpoint(
+        EVALUATORS,
+        200,
+        lambda w, c: c.post(
+            reverse("api-use-case-promote", args=[w.use_case.slug]), {"model": w.promotable.name}, format="json"
+        ),
+    ),
+    ("api/v1/use-cases/<slug:slug>/rollback/", "POST"): Endpoint(
+        EVALUATORS, 200, lambda w, c: c.post(reverse("api-use-case-rollback", args=[w.rolled_use_case.slug]))
+    ),
+    ("api/v1/endpoints/", "GET"): Endpoint(RESULT_READERS, 200, get("api-endpoints")),
+    ("api/v1/endpoints/", "POST"): Endpoint(
+        EVALUATORS,
+        201,
+        post("api-endpoints", data=lambda w: {"name": "ext", "base_url": "http://127.0.0.1:9/v1", "model": "m"}),
     ),
     ("api/v1/uploads/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-list")),
     ("api/v1/uploads/", "POST"): Endpoint(UPLOADERS, 201, _upload_post),

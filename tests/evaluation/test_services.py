@@ -85,7 +85,9 @@ def test_rescoring_adds_a_metric_without_generating_again(engineer, adapter):
 def test_an_external_endpoint_is_a_baseline_and_a_judge(engineer, approved_version):
     version = approved_version(rows=20, test=4)
     with OpenAIServer(mode="echo") as server:
-        endpoint = services.endpoint_save(name="off-the-shelf", base_url=server.base_url, model="gpt-x", api_key="sk-test", actor=engineer)
+        endpoint = services.endpoint_save(
+            name="off-the-shelf", base_url=server.base_url, model="gpt-x", api_key="sk-test", actor=engineer
+        )
         assert bytes(endpoint.api_key_encrypted) and b"sk-test" not in bytes(endpoint.api_key_encrypted)
         run = evaluate(endpoint, version, engineer, judge=endpoint)
     assert run.status == EvalRun.Status.SUCCEEDED, run.error
@@ -96,10 +98,14 @@ def test_an_external_endpoint_is_a_baseline_and_a_judge(engineer, approved_versi
 def test_an_endpoint_that_is_down_or_slow_fails_the_run_with_a_clear_message(engineer, approved_version):
     version = approved_version(rows=20, test=2)
     with OpenAIServer(mode="slow", delay=3) as server:
-        slow = services.endpoint_save(name="slow", base_url=server.base_url, model="m", timeout_seconds=0.5, actor=engineer)
+        slow = services.endpoint_save(
+            name="slow", base_url=server.base_url, model="m", timeout_seconds=0.5, actor=engineer
+        )
         run = evaluate(slow, version, engineer)
     assert run.status == EvalRun.Status.FAILED and "did not answer within" in run.error
-    down = services.endpoint_save(name="down", base_url="http://127.0.0.1:9/v1", model="m", timeout_seconds=2, actor=engineer)
+    down = services.endpoint_save(
+        name="down", base_url="http://127.0.0.1:9/v1", model="m", timeout_seconds=2, actor=engineer
+    )
     run = evaluate(down, version, engineer)
     assert run.status == EvalRun.Status.FAILED and "refused" in run.error
 
@@ -118,7 +124,9 @@ def csat():
 
 def test_kpi_import_is_all_or_nothing_with_a_row_report(engineer, adapter):
     csat()
-    services.kpi_ensure(slug="escalation", name="Escalation rate", unit="share", higher_is_better=False, kind=Kpi.Kind.PROPORTION)
+    services.kpi_ensure(
+        slug="escalation", name="Escalation rate", unit="share", higher_is_better=False, kind=Kpi.Kind.PROPORTION
+    )
     bad = (
         "kpi,model,period_start,period_end,segment,value,sample_size,unit\n"
         f"csat,{adapter.name},2026-10-05,2026-10-11,,4.1,200,points (1-5)\n"
@@ -154,8 +162,13 @@ def test_dashboard_gives_intervals_and_deltas_against_the_reference(engineer, ad
 def test_promotion_is_refused_by_the_gate_then_accepted_and_can_be_rolled_back(engineer, adapter):
     version = adapter.dataset_version
     use_case = services.use_case_save(
-        slug="replies", name="Client replies", task="sft", dataset=version.dataset, eval_version=version,
-        gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 0.0}], actor=engineer,
+        slug="replies",
+        name="Client replies",
+        task="sft",
+        dataset=version.dataset,
+        eval_version=version,
+        gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 0.0}],
+        actor=engineer,
     )
     with pytest.raises(ValidationError, match="gate does not pass"):
         services.model_promote(use_case=use_case, trained=adapter, to_stage="production", actor=engineer)
@@ -175,16 +188,32 @@ def test_promotion_is_refused_by_the_gate_then_accepted_and_can_be_rolled_back(e
 
     # A second adapter replaces it; rollback puts the first back.
     second = TrainedModel.objects.create(
-        name="second", job=TrainingJob.objects.create(dataset_version=version, base_model=adapter.base_model, task="sft", config={}),
-        base_model=adapter.base_model, dataset_version=version, task="sft", artifact_prefix="x", sha256="0" * 64,
+        name="second",
+        job=TrainingJob.objects.create(dataset_version=version, base_model=adapter.base_model, task="sft", config={}),
+        base_model=adapter.base_model,
+        dataset_version=version,
+        task="sft",
+        artifact_prefix="x",
+        sha256="0" * 64,
     )
     UseCase.objects.filter(pk=use_case.pk).update(gate=[])
     use_case.refresh_from_db()
     with pytest.raises(ValidationError, match="no gate rules"):
         services.model_promote(use_case=use_case, trained=second, to_stage="production", actor=engineer)
-    UseCase.objects.filter(pk=use_case.pk).update(gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 5}])
+    UseCase.objects.filter(pk=use_case.pk).update(
+        gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 5}]
+    )
     use_case.refresh_from_db()
-    EvalRun.objects.create(kind="adapter", trained_model=second, base_model=adapter.base_model, dataset_version=version, task="sft", status="succeeded", metrics={"rougeL": 0.1}, finished_at=dt.datetime.now(dt.UTC))
+    EvalRun.objects.create(
+        kind="adapter",
+        trained_model=second,
+        base_model=adapter.base_model,
+        dataset_version=version,
+        task="sft",
+        status="succeeded",
+        metrics={"rougeL": 0.1},
+        finished_at=dt.datetime.now(dt.UTC),
+    )
     services.model_promote(use_case=use_case, trained=second, to_stage="production", actor=engineer)
     services.model_rollback(use_case=use_case, actor=engineer)
     use_case.refresh_from_db()
@@ -195,9 +224,15 @@ def test_promotion_is_refused_by_the_gate_then_accepted_and_can_be_rolled_back(e
 def test_scheduled_retraining_trains_evaluates_and_proposes(engineer, adapter, monkeypatch):
     version = adapter.dataset_version
     use_case = services.use_case_save(
-        slug="replies", name="Client replies", task="sft", dataset=version.dataset, eval_version=version,
-        gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 10}], actor=engineer,
-        retrain_enabled=True, retrain_base_model=adapter.base_model,
+        slug="replies",
+        name="Client replies",
+        task="sft",
+        dataset=version.dataset,
+        eval_version=version,
+        gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 10}],
+        actor=engineer,
+        retrain_enabled=True,
+        retrain_base_model=adapter.base_model,
     )
     UseCase.objects.filter(pk=use_case.pk).update(production=adapter)
     evaluate(adapter, version, engineer)
