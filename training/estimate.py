@@ -46,6 +46,8 @@ ACTIVATION_K = 34
 ACTIVATION_K_CHECKPOINTED = 2
 QLORA_BYTES_PER_WEIGHT = 0.5625
 DEFAULT_FLOPS = {"cuda": 100e12, "cpu": 0.1e12}
+# Small models are bound by per-step overhead, not arithmetic: a FLOP-based guess alone promises far too much.
+MAX_TOKENS_PER_SECOND = {"cuda": 200_000.0, "cpu": 2_000.0}
 _MODULE_WIDTH = {
     **dict.fromkeys(("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"), 2.0),
     **dict.fromkeys(("gate_proj", "up_proj", "down_proj"), 4.5),
@@ -113,7 +115,10 @@ def estimate(
         tokens = int(math.ceil(config.epochs * rows * seq))
     if tokens_per_second is None or tokens_per_second <= 0:
         flops_per_token = (6 if checkpointing else 4) * max(1, info.parameter_count)
-        tokens_per_second = DEFAULT_FLOPS.get(device, DEFAULT_FLOPS["cpu"]) / flops_per_token
+        tokens_per_second = min(
+            DEFAULT_FLOPS.get(device, DEFAULT_FLOPS["cpu"]) / flops_per_token,
+            MAX_TOKENS_PER_SECOND.get(device, MAX_TOKENS_PER_SECOND["cpu"]),
+        )
         notes.append(
             f"Time is a rough guess ({tokens_per_second:,.0f} tokens/s on {device}); "
             "it becomes accurate once a job has run on this worker."

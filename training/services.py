@@ -558,9 +558,12 @@ class _JobReporter:
                 "max_steps": p.max_steps,
                 "epoch": p.epoch,
                 "learning_rate": p.learning_rate,
-                "tokens_per_second": p.tokens_per_second,
-                "memory_mb": p.memory_mb,
             }
+            # Checkpoint and evaluation reports carry no speed; keep the last training figures on the page.
+            if p.tokens_per_second:
+                fields["tokens_per_second"] = p.tokens_per_second
+            if p.memory_mb:
+                fields["memory_mb"] = p.memory_mb
             if p.loss is not None:
                 fields["loss"] = p.loss
             if p.eval_loss is not None:
