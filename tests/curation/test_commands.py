@@ -49,3 +49,17 @@ def test_seed_demo_creates_accounts_and_a_dataset_with_planted_pii():
     inputs = " ".join(version.examples.values_list("input", flat=True))
     assert "MRN-" in inputs and "@" in inputs
     assert set(version.stats["groups"]) == {"clinic", "hospital", "pharmacy"}
+    # Ready for engineers and managers on first start: reviewed data, base models, an evaluated adapter, KPIs.
+    from evaluation.models import EvalRun, KpiObservation, UseCase
+    from training.models import BaseModel, TrainedModel
+
+    approved = Dataset.objects.filter(versions__privacy="approved").distinct()
+    assert approved.count() == 2
+    assert set(BaseModel.objects.values_list("name", flat=True)) == {"tiny-llama-demo", "all-MiniLM-L6-v2"}
+    adapter = TrainedModel.objects.get()
+    runs = EvalRun.objects.filter(status="succeeded")
+    assert {run.subject_name for run in runs} == {adapter.name, "tiny-llama-demo"}
+    assert runs.get(trained_model=adapter).metrics["rougeL"] > runs.get(kind="base").metrics["rougeL"]
+    weeks = KpiObservation.objects.filter(model_name=adapter.name).values("period_start").distinct().count()
+    assert weeks == 8
+    assert UseCase.objects.get(slug="client-replies").gate
