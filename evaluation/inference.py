@@ -353,9 +353,9 @@ class Predictor:
     @property
     def labels(self) -> list[str]:
         """Classification: the label names in the order of the model's outputs."""
-        return list(self._loaded().labels)
+        return list(self._require().labels)
 
-    def _loaded(self) -> _Loaded:
+    def _require(self) -> _Loaded:
         if self._run is None:
             raise RuntimeError("Use the Predictor in a with block.")
         return self._run
@@ -370,7 +370,7 @@ class Predictor:
         should_cancel: Callable[[], bool] | None = None,
     ) -> list[str]:
         """One answer per input, in input order: see predict()."""
-        run = self._loaded()
+        run = self._require()
         _check_batch_size(batch_size)
         if max_new_tokens < 1:
             raise InferenceError("config", "The answer length (max new tokens) must be at least 1.")
@@ -385,7 +385,7 @@ class Predictor:
             raise InferenceError("config", "Perplexity is measured on written answers (sft), not on labels.")
         _check_batch_size(batch_size)
         return _perplexity(
-            self._loaded(), inputs, targets, _template(self._prompt_template, self._loaded().settings), batch_size
+            self._require(), inputs, targets, _template(self._prompt_template, self._require().settings), batch_size
         )
 
 
