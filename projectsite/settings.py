@@ -228,6 +228,8 @@ TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 10, minimum=1
 TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 120, minimum=2)
 TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 TRAINING_SOFT_TIME_LIMIT = env_int("TRAINING_SOFT_TIME_LIMIT", 48 * 3600, minimum=60)
+# Processes per training job on a worker: 0 = one per GPU (torchrun when there are several), 1 = in the worker.
+TRAINING_PROCESSES = env_int("TRAINING_PROCESSES", 0, minimum=0)
 WORKER_STALE_AFTER_SECONDS = env_int("WORKER_STALE_AFTER_SECONDS", 90, minimum=2)
 
 LOGGING = {

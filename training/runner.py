@@ -1426,6 +1426,7 @@ def _hardware(device: Any, precision: str, world: int) -> dict:
         "device": device.type,
         "device_name": name,
         "gpu_count": world if device.type == "cuda" else 0,
+        "processes": world,
         "precision": precision,
         "torch_version": torch.__version__,
     }

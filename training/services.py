@@ -347,6 +347,18 @@ def training_job_retry(*, job: TrainingJob, actor) -> TrainingJob:
     return job
 
 
+def training_processes() -> int:
+    """How many training processes this worker starts: one per GPU unless TRAINING_PROCESSES says otherwise."""
+    if settings.TRAINING_PROCESSES:
+        return settings.TRAINING_PROCESSES
+    try:
+        import torch
+
+        return max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else 1
+    except ImportError:
+        return 1
+
+
 def training_job_claim(*, job_id: int, worker: str, task_id: str = "") -> TrainingJob | None:
     """Queued → running, atomically: of two deliveries of the same message only one gets the job."""
     now = timezone.now()
@@ -387,7 +399,16 @@ def training_job_execute(*, job_id: int, worker: str, task_id: str = "") -> Trai
         train_file, eval_file = _write_data_files(job, work_dir)
         _checkpoint_restore(job, output_dir, reporter)
         config = runner.TrainConfig.from_dict(job.config)
-        result = runner.train(
+        processes = training_processes()
+        train = runner.train
+        if processes > 1:
+            from functools import partial
+
+            from training.launch import train_distributed
+
+            reporter.log(f"Training with {processes} processes (torchrun).")
+            train = partial(train_distributed, processes=processes)
+        result = train(
             config,
             base_model=job.base_model.source,
             train_file=train_file,

@@ -296,3 +296,15 @@ def test_the_task_runs_the_job_and_is_harmless_twice(engineer, tiny_base_model, 
     training_job_run.apply(args=[job.pk])
     job.refresh_from_db()
     assert job.status == TrainingJob.Status.SUCCEEDED and job.attempt_count == 1
+
+
+def test_several_training_processes_run_through_torchrun(engineer, tiny_base_model, approved_version, settings):
+    """The path a worker with several GPUs takes (one process per GPU), run here with two CPU processes."""
+    settings.TRAINING_PROCESSES = 2
+    job = launch(approved_version(), tiny_base_model, engineer, max_steps=4, checkpoint_every=2)
+    job = services.training_job_execute(job_id=job.pk, worker="two@here")
+    assert job.status == TrainingJob.Status.SUCCEEDED, (job.error, job.error_hint, job.log_tail)
+    assert "Training with 2 processes" in job.log_tail
+    assert job.hardware["processes"] == 2
+    assert job.final_metrics["steps"] == 4
+    assert TrainedModel.objects.filter(job=job).exists()
