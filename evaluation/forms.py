@@ -142,7 +142,8 @@ class RunForm(forms.Form):
         label="What the judge looks for (optional)",
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Leave empty for the standard rubric: correct, complete, polite.",
+        help_text="Leave empty for the standard rubric: correct and complete against the reference, easy to act on, "
+        "calm and professional in tone.",
     )
     fairness_threshold = forms.FloatField(
         label="Fairness threshold",
@@ -191,6 +192,11 @@ class CompareChoice:
                 if name.strip() and name.strip() not in self.chosen:
                     self.chosen.append(name.strip())
 
+    @property
+    def options(self) -> list[str]:
+        """The evaluated models, plus any name from the address that is not one of them (it is then reported)."""
+        return self.names + [name for name in self.chosen if name not in self.names]
+
     def slots(self) -> list[dict]:
         """The four lists of the form: their label and the name chosen in each."""
         return [
@@ -203,9 +209,13 @@ class CompareChoice:
         ]
 
     @property
+    def ready(self) -> bool:
+        return 2 <= len(self.chosen) <= MAX_COMPARED
+
+    @property
     def error(self) -> str:
-        if self.chosen and not 2 <= len(self.chosen) <= MAX_COMPARED:
-            return f"Choose 2 to {MAX_COMPARED} different models to compare."
+        if len(self.chosen) > MAX_COMPARED:
+            return f"Choose at most {MAX_COMPARED} models: a wider table is hard to read."
         return ""
 
 
