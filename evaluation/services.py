@@ -354,6 +354,22 @@ def eval_run_rescore(*, run: EvalRun, metric_names: list[str], actor) -> EvalRun
     return run
 
 
+def eval_runs_reap(*, stale_after_seconds: int | None = None) -> list[int]:
+    """Re-queue evaluations whose worker died; the stored predictions stay and the run resumes after them."""
+    stale_after = stale_after_seconds if stale_after_seconds is not None else settings.TRAINING_STALE_AFTER_SECONDS
+    stale = timezone.now() - dt.timedelta(seconds=stale_after)
+    requeued = []
+    for run in EvalRun.objects.filter(status=EvalRun.Status.RUNNING, heartbeat_at__lt=stale):
+        with transaction.atomic():
+            run.celery_task_id = str(uuid.uuid4())
+            if EvalRun.objects.filter(pk=run.pk, status=EvalRun.Status.RUNNING, heartbeat_at__lt=stale).update(
+                status=EvalRun.Status.QUEUED, celery_task_id=run.celery_task_id
+            ):
+                _enqueue_on_commit(run)
+                requeued.append(run.pk)
+    return requeued
+
+
 # ---------------------------------------------------------------------------------------------------- KPIs
 
 KPI_COLUMNS = ("kpi", "model", "period_start", "period_end", "segment", "value", "sample_size")

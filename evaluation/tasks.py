@@ -19,3 +19,9 @@ def eval_run_task(run_id: int) -> None:
 def retrain_tick_task() -> list[int]:
     """Periodic: scheduled retraining of every use case that has new approved data and is due."""
     return services.retrain_tick()
+
+
+@shared_task
+def reap_stale_eval_runs() -> list[int]:
+    """Periodic: re-queue evaluations whose worker stopped sending heartbeats."""
+    return services.eval_runs_reap()

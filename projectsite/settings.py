@@ -211,6 +211,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-redaction-runs": {"task": "curation.tasks.reap_stale_redaction_runs", "schedule": 300.0},
+    "reap-stale-eval-runs": {
+        "task": "evaluation.tasks.reap_stale_eval_runs",
+        "schedule": float(env_int("TRAINING_REAPER_INTERVAL", 60, minimum=1)),
+    },
     "retrain-use-cases": {
         "task": "evaluation.tasks.retrain_tick_task",
         "schedule": float(env_int("RETRAIN_CHECK_INTERVAL", 300, minimum=1)),

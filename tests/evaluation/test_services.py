@@ -250,3 +250,18 @@ def test_scheduled_retraining_trains_evaluates_and_proposes(engineer, adapter, m
     assert run.status == RetrainRun.Status.PROPOSED, run.message
     # Nothing new since: no second run.
     assert services.retrain_tick(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=30)) == []
+
+
+def test_an_evaluation_whose_worker_died_resumes_after_its_stored_predictions(engineer, adapter):
+    run = services.eval_run_create(subject=adapter, version=adapter.dataset_version, actor=engineer)
+    services.eval_run_execute(run_id=run.pk)
+    first = run.predictions.order_by("example__row_index").first()
+    # Simulate a worker that stored some predictions and died: running, silent, half done.
+    run.predictions.exclude(pk=first.pk).delete()
+    EvalRun.objects.filter(pk=run.pk).update(
+        status=EvalRun.Status.RUNNING, heartbeat_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    )
+    assert services.eval_runs_reap(stale_after_seconds=60) == [run.pk]
+    run = services.eval_run_execute(run_id=run.pk)
+    assert run.status == EvalRun.Status.SUCCEEDED and run.predictions.count() == 6
+    assert run.predictions.filter(pk=first.pk).exists()  # kept, not generated again
