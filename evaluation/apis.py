@@ -30,15 +30,9 @@ from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
 from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Prediction, UseCase
+from projectsite.api import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 def _run_or_404(run_id: int) -> EvalRun:

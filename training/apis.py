@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,16 +23,10 @@ from accounts.roles import (
 )
 from curation.apis import _choice_error, _describe, _errors
 from curation.models import DatasetVersion
+from projectsite.api import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training import runner, selectors, services
 from training.models import BaseModel, JobAttempt, TrainedModel, TrainingJob
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 def _job_or_404(job_id: int) -> TrainingJob:
