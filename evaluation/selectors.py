@@ -95,6 +95,19 @@ def production_model_names() -> list[str]:
     return list(UseCase.objects.filter(production__isnull=False).values_list("production__name", flat=True))
 
 
+def _default_reference(models: list[str], productions: list[str]) -> str:
+    """What a candidate is compared with: the production model, else a base model or endpoint (today's service)."""
+    from evaluation.models import ExternalEndpoint
+    from training.models import BaseModel
+
+    for name in productions:
+        if name in models:
+            return name
+    plain = set(BaseModel.objects.filter(name__in=models).values_list("name", flat=True))
+    plain |= set(ExternalEndpoint.objects.filter(name__in=models).values_list("name", flat=True))
+    return next((name for name in models if name in plain), models[0])
+
+
 def kpi_dashboard(
     *, start: dt.date | None = None, end: dt.date | None = None, segment: str = "", reference: str = ""
 ) -> list[dict]:
@@ -115,7 +128,7 @@ def kpi_dashboard(
         for model, period, value, size in rows:
             series[model][period].append((value, size))
         models = sorted(series)
-        ref = reference if reference in models else next((name for name in productions if name in models), models[0])
+        ref = reference if reference in models else _default_reference(models, productions)
         summaries = {model: kpi_summary(kpi, model, **filters) for model in models}
         bars = []
         for model in models:
