@@ -196,7 +196,12 @@ def approved_version(db):
     from tests.factories import ExampleFactory, VersionFactory
 
     def make(
-        rows: int = 24, *, task_type: str = "sft", labels=("billing", "login", "records"), validation: int = 4, test: int = 0
+        rows: int = 24,
+        *,
+        task_type: str = "sft",
+        labels=("billing", "login", "records"),
+        validation: int = 4,
+        test: int = 0,
     ):
         def split(i: int) -> str:
             if i >= rows - test:
