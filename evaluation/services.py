@@ -636,7 +636,7 @@ def model_promote(*, use_case: UseCase, trained: TrainedModel, to_stage: str, ac
 def model_rollback(*, use_case: UseCase, actor, note: str = "") -> StageChange:
     """Put back the production model that the current one replaced."""
     with transaction.atomic():
-        use_case = UseCase.objects.select_for_update().select_related("production").get(pk=use_case.pk)
+        use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
         last = (
             use_case.stage_changes.filter(to_stage=TrainedModel.Stage.PRODUCTION, trained_model=use_case.production)
             .select_related("replaced")

@@ -265,3 +265,20 @@ def test_an_evaluation_whose_worker_died_resumes_after_its_stored_predictions(en
     run = services.eval_run_execute(run_id=run.pk)
     assert run.status == EvalRun.Status.SUCCEEDED and run.predictions.count() == 6
     assert run.predictions.filter(pk=first.pk).exists()  # kept, not generated again
+
+
+def test_empty_and_huge_answers_are_stored_and_scored(engineer, approved_version):
+    version = approved_version(rows=20, test=4)
+    huge = "word " * 40_000  # 200 KB, thousands of times a normal answer
+
+    def reply(messages):
+        text = messages[-1]["content"]
+        return "" if "Ticket 16" in text or "Ticket 18" in text else huge
+
+    with OpenAIServer(reply=reply) as server:
+        endpoint = services.endpoint_save(name="wild", base_url=server.base_url, model="m", actor=engineer)
+        run = evaluate(endpoint, version, engineer)
+    assert run.status == EvalRun.Status.SUCCEEDED, run.error
+    outputs = sorted(len(p.output) for p in run.predictions.all())
+    assert outputs[:2] == [0, 0] and outputs[-1] >= 199_000
+    assert 0 <= run.metrics["rougeL"] <= 1 and run.metrics["pred_length_mean"] > 0

@@ -20,6 +20,8 @@ from training import services
 from training.models import JobAttempt, TrainedModel, TrainingJob, TrainingMetric
 
 pytestmark = pytest.mark.worker
+# Long enough that the worker is surely still training when it is killed, on a fast machine too.
+STEPS = 600
 
 
 class WorkerProcess:
@@ -103,9 +105,15 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes_o
             base_model=tiny_base_model,
             actor=engineer,
             preset="quick",
-            overrides={"max_steps": 60, "checkpoint_every": 10, "batch_size": 2, "max_seq_length": 64},
+            overrides={"max_steps": STEPS, "checkpoint_every": 10, "batch_size": 2, "max_seq_length": 64},
             queue="gpu-recovery",
         )
+
+        # The worker says it is alive and what it has; the queue page and the launch estimate read this.
+        from training.models import Worker
+
+        advertised = wait_for(lambda: Worker.objects.filter(hostname__startswith="doomed-").first(), timeout=30)
+        assert advertised.queues == ["gpu-recovery"] and advertised.cpu_count >= 1 and advertised.memory_bytes > 0
 
         def past_a_checkpoint():
             job.refresh_from_db()
@@ -120,7 +128,7 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes_o
                 + "".join(first.lines[-40:])
             ) from None
         killed_at_step, checkpoint = job.step, job.last_checkpoint_step
-        assert killed_at_step < 60, "the job finished before the worker could be killed; give it more steps"
+        assert killed_at_step < STEPS, "the job finished before the worker could be killed; give it more steps"
         first.kill()
 
         second = WorkerProcess("gpu-recovery", "rescuer")
@@ -137,10 +145,10 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes_o
         assert [a.outcome for a in attempts] == [JobAttempt.Outcome.WORKER_LOST, JobAttempt.Outcome.SUCCEEDED]
         assert attempts[1].resumed_from_step >= checkpoint > 0
         assert attempts[0].worker != attempts[1].worker
-        assert job.step == 60 and job.final_metrics["steps"] == 60
+        assert job.step == STEPS and job.final_metrics["steps"] == STEPS
         assert TrainedModel.objects.filter(job=job).count() == 1
         steps = list(TrainingMetric.objects.filter(job=job, kind="train").values_list("step", flat=True))
-        assert steps == list(range(1, 61))  # one point per step: nothing lost, nothing twice
+        assert steps == list(range(1, STEPS + 1))  # one point per step: nothing lost, nothing twice
 
         # The same message delivered again (a broker redelivering after the crash) starts nothing.
         from training.tasks import training_job_run
