@@ -16,4 +16,6 @@ urlpatterns = [
     path("use-cases/<slug:slug>/promote/", apis.PromoteApi.as_view(), name="api-use-case-promote"),
     path("use-cases/<slug:slug>/rollback/", apis.RollbackApi.as_view(), name="api-use-case-rollback"),
     path("endpoints/", apis.EndpointListApi.as_view(), name="api-endpoints"),
+    path("pilots/", apis.PilotListApi.as_view(), name="api-pilots"),
+    path("versions/<int:version_id>/balance/", apis.VersionBalanceApi.as_view(), name="api-version-balance"),
 ]

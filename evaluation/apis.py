@@ -8,7 +8,7 @@ Managers hold the read permissions only.
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from accounts.roles import (
     MANAGE_USE_CASES,
     PROMOTE,
     RUN_EVALUATIONS,
+    VIEW_DATASETS,
     VIEW_EVALUATIONS,
     VIEW_EXAMPLES,
     VIEW_KPIS,
@@ -29,7 +30,7 @@ from curation.apis import _describe, _errors
 from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
-from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Prediction, UseCase
+from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Pilot, Prediction, UseCase
 from projectsite.api import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
@@ -642,3 +643,91 @@ class EndpointListApi(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         endpoint = services.endpoint_save(actor=request.user, **data.validated_data)
         return Response(EndpointOutput(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class PilotInput(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    baseline = serializers.CharField(help_text="The model compared against (e.g. production).")
+    candidate = serializers.CharField()
+    period_start = serializers.DateField()
+    period_end = serializers.DateField()
+    segment = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PilotOutput(serializers.ModelSerializer):
+    results = serializers.SerializerMethodField(help_text="Per KPI: both means with 95% intervals and the difference.")
+
+    class Meta:
+        model = Pilot
+        fields = [
+            "id",
+            "name",
+            "description",
+            "baseline",
+            "candidate",
+            "period_start",
+            "period_end",
+            "segment",
+            "results",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_results(self, pilot) -> list[dict]:
+        return [
+            {
+                "kpi": row["kpi"].slug,
+                "unit": row["kpi"].unit,
+                "higher_is_better": row["higher_is_better"],
+                "baseline": row["baseline"],
+                "candidate": row["candidate"],
+                "comparison": row["comparison"],
+            }
+            for row in selectors.pilot_results(pilot)
+        ]
+
+
+class PilotListApi(generics.ListAPIView):
+    permission_classes = [HasPermPerMethod.of(GET=VIEW_KPIS, POST=IMPORT_KPIS)]
+    serializer_class = PilotOutput
+    pagination_class = None
+    queryset = Pilot.objects.all()
+
+    @extend_schema(
+        summary="List pilots",
+        description=_describe("Two models compared on every KPI over the same period, with intervals.", VIEW_KPIS),
+        responses={200: PilotOutput(many=True), **_errors(401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Start a pilot",
+        description=_describe("Name two models and a period (and optionally a segment).", IMPORT_KPIS),
+        request=PilotInput,
+        responses={201: PilotOutput, **_errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = PilotInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        pilot = services.pilot_create(actor=request.user, **data.validated_data)
+        return Response(PilotOutput(pilot).data, status=status.HTTP_201_CREATED)
+
+
+class VersionBalanceApi(APIView):
+    permission_classes = [HasPerm.of(VIEW_DATASETS)]
+
+    @extend_schema(
+        summary="Label balance per group",
+        description=_describe(
+            "How a version's labels spread over its groups (share of each label per group) and the largest "
+            "difference between groups; null when the version has no labels or no groups.",
+            VIEW_DATASETS,
+        ),
+        responses={200: OpenApiTypes.OBJECT, **_errors(401, 403, 404)},
+    )
+    def get(self, request, version_id: int):
+        version = DatasetVersion.objects.filter(pk=version_id, status=DatasetVersion.Status.READY).first()
+        if version is None:
+            raise exceptions.NotFound(f"There is no ready version #{version_id}.")
+        return Response(selectors.version_balance(version))

@@ -176,6 +176,31 @@ class KpiObservation(models.Model):
         return f"{self.kpi_id} of {self.model_name} from {self.period_start}"
 
 
+class Pilot(models.Model):
+    """Two models (or deployments) compared on the KPIs over the same period, e.g. a four-week A/B pilot."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    baseline = models.CharField(max_length=200, help_text="The model the pilot compares against.")
+    candidate = models.CharField(max_length=200)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    segment = models.CharField(max_length=120, blank=True, help_text="Blank: all customers.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(period_end__gte=models.F("period_start")), name="pilot_period_order")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class UseCase(models.Model):
     """What a model is for (e.g. client replies); its promotion gate, its production model and its retraining."""
 

@@ -241,3 +241,29 @@ def comparison(subject_names: list[str], *, version=None, limit: int = 50) -> di
 
 def use_case_list() -> QuerySet[UseCase]:
     return UseCase.objects.select_related("production", "staging", "dataset")
+
+
+def version_balance(version) -> dict | None:
+    """How labels spread over the groups of a version (None when it has no labels or no groups)."""
+    rows = list(version.examples.order_by().values_list("label", "group"))
+    if not rows or not any(label for label, _ in rows) or not any(group for _, group in rows):
+        return None
+    return metric_lib.balance_report([label or "(none)" for label, _ in rows], [group for _, group in rows])
+
+
+def pilot_results(pilot) -> list[dict]:
+    """Per KPI measured for both models in the pilot's period (and segment): both means with intervals and the
+    difference, with whether it is significant."""
+    results = []
+    for kpi in Kpi.objects.all():
+        pair = kpi_comparison_pair(
+            kpi_slug=kpi.slug,
+            baseline=pilot.baseline,
+            candidate=pilot.candidate,
+            start=pilot.period_start,
+            end=pilot.period_end,
+            segment=pilot.segment,
+        )
+        if pair:
+            results.append({"kpi": kpi, **pair})
+    return results

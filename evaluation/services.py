@@ -34,6 +34,7 @@ from evaluation.models import (
     ExternalEndpoint,
     Kpi,
     KpiObservation,
+    Pilot,
     Prediction,
     RetrainRun,
     StageChange,
@@ -181,7 +182,7 @@ def eval_run_execute(*, run_id: int) -> EvalRun | None:
         EvalRun.objects.filter(pk=run.pk).update(total=len(examples))
         done = set(run.predictions.values_list("example_id", flat=True))
         todo = [example for example in examples if example.pk not in done]
-        with _predictor(run, work_dir) as predict:
+        with _predictor(run, work_dir) as (predict, perplexity):
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start : start + CHUNK]
                 outputs = predict([example.input for example in chunk])
@@ -197,6 +198,12 @@ def eval_run_execute(*, run_id: int) -> EvalRun | None:
                         progress=(len(examples) - len(todo) + start + len(chunk)) / max(len(examples), 1),
                         heartbeat_at=timezone.now(),
                     )
+            if perplexity is not None and "perplexity" not in run.metrics:
+                # How likely the model finds the reference answers: from the model itself, not its outputs.
+                rows = list(run.dataset_version.examples.filter(split=run.split).values_list("input", "target"))
+                value = perplexity([i for i, _ in rows], [t for _, t in rows])
+                EvalRun.objects.filter(pk=run.pk).update(metrics={"perplexity": value})
+                run.refresh_from_db(fields=["metrics"])
         if run.judge_id:
             _judge(run)
         eval_run_score(run=run)
@@ -238,7 +245,7 @@ def _predictor(run: EvalRun, work_dir: Path):
                 timeout=endpoint.timeout_seconds,
             )
 
-        yield predict
+        yield predict, None
         return
 
     from evaluation import inference
@@ -255,7 +262,7 @@ def _predictor(run: EvalRun, work_dir: Path):
         labels=run.labels or None,
         prompt_template=config.get("prompt_template"),
     ) as model:
-        yield model.predict
+        yield model.predict, (model.perplexity if run.task == TaskType.SFT else None)
 
 
 def adapter_download(trained: TrainedModel, dest: Path) -> Path:
@@ -329,8 +336,9 @@ def eval_run_score(*, run: EvalRun, metric_names: list[str] | None = None) -> Ev
         if by_group
         else {}
     )
+    kept = {key: value for key, value in (run.metrics or {}).items() if key in ("perplexity",)}
     EvalRun.objects.filter(pk=run.pk).update(
-        metrics={**run.metrics, **scores} if metric_names else scores,
+        metrics={**run.metrics, **scores} if metric_names else {**kept, **scores},
         per_group=by_group,
         fairness=fairness,
         judge_agreement=agreement,
@@ -473,6 +481,46 @@ def _number(raw, field, problem) -> float | None:
     except ValueError:
         problem(field, f"“{raw or ''}” is not a number.")
         return None
+
+
+def pilot_create(
+    *,
+    name: str,
+    baseline: str,
+    candidate: str,
+    period_start: dt.date,
+    period_end: dt.date,
+    actor,
+    segment: str = "",
+    description: str = "",
+) -> Pilot:
+    """A pilot: two models compared on every KPI over one period (and segment)."""
+    for field, value in (("baseline", baseline), ("candidate", candidate)):
+        try:
+            subject_resolve(value)
+        except ValidationError:
+            raise ValidationError({field: f"No trained model, base model or endpoint is called “{value}”."}) from None
+    if baseline == candidate:
+        raise ValidationError({"candidate": "A pilot compares two different models."})
+    if period_end < period_start:
+        raise ValidationError({"period_end": "The period ends before it starts."})
+    pilot = Pilot(
+        name=name.strip(),
+        baseline=baseline,
+        candidate=candidate,
+        period_start=period_start,
+        period_end=period_end,
+        segment=segment.strip(),
+        description=description,
+        created_by=actor,
+    )
+    pilot.full_clean()
+    with transaction.atomic():
+        pilot.save()
+        audit_record(
+            actor=actor, action="pilot.create", obj=pilot, after={"baseline": baseline, "candidate": candidate}
+        )
+    return pilot
 
 
 def kpi_ensure(

@@ -46,7 +46,7 @@ from evaluation.forms import (
     RunForm,
     kpi_model_names,
 )
-from evaluation.models import EvalRun, Kpi, RetrainRun, UseCase
+from evaluation.models import EvalRun, Kpi, Pilot, RetrainRun, UseCase
 from training.models import TrainedModel
 
 LIST_PAGE_SIZE = 50
@@ -228,6 +228,18 @@ def dashboard(request):
         "json_url_query": urlencode({k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in query.items()}),
         "has_kpis": Kpi.objects.exists(),
         "can_import": request.user.has_perm(IMPORT_KPIS),
+        "pilots": [
+            {
+                "name": pilot.name,
+                "baseline": pilot.baseline,
+                "candidate": pilot.candidate,
+                "period_start": pilot.period_start,
+                "period_end": pilot.period_end,
+                "segment": pilot.segment,
+                "rows": selectors.pilot_results(pilot),
+            }
+            for pilot in Pilot.objects.all()[:10]
+        ],
     }
     return render(request, "evaluation/dashboard.html", context)
 
@@ -471,6 +483,17 @@ def _confusion(run: EvalRun) -> dict | None:
     return {"labels": labels, "rows": rows, "has_other": any(other)}
 
 
+def _balance(run: EvalRun) -> dict | None:
+    report = selectors.version_balance(run.dataset_version)
+    if report is None:
+        return None
+    rows = [
+        {"group": group, "n": entry["n"], "shares": [entry["shares"][label] for label in report["labels"]]}
+        for group, entry in report["groups"].items()
+    ]
+    return {"labels": report["labels"], "rows": rows, "max_share_gap": report["max_share_gap"]}
+
+
 def _run_page(request, run: EvalRun, *, rescore_form: RescoreForm | None = None, status: int = 200):
     user = request.user
     can_view_rows = user.has_perm(VIEW_EXAMPLES)
@@ -486,6 +509,7 @@ def _run_page(request, run: EvalRun, *, rescore_form: RescoreForm | None = None,
         "can_view_rows": can_view_rows,
         "can_run": user.has_perm(RUN_EVALUATIONS),
         "can_view_models": user.has_perm(VIEW_MODELS),
+        "balance": _balance(run),
     }
     if context["can_run"] and run.status == EvalRun.Status.SUCCEEDED:
         context["rescore_form"] = rescore_form or RescoreForm(task=run.task, measured=measured)

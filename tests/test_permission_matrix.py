@@ -477,6 +477,24 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
         201,
         post("api-endpoints", data=lambda w: {"name": "ext", "base_url": "http://127.0.0.1:9/v1", "model": "m"}),
     ),
+    ("api/v1/pilots/", "GET"): Endpoint(RESULT_READERS, 200, get("api-pilots")),
+    ("api/v1/pilots/", "POST"): Endpoint(
+        EVALUATORS,
+        201,
+        post(
+            "api-pilots",
+            data=lambda w: {
+                "name": "p",
+                "baseline": w.base_model.name,
+                "candidate": w.trained.name,
+                "period_start": "2026-10-05",
+                "period_end": "2026-10-11",
+            },
+        ),
+    ),
+    ("api/v1/versions/<int:version_id>/balance/", "GET"): Endpoint(
+        DATASET_READERS, 200, get("api-version-balance", version_id)
+    ),
     ("api/v1/uploads/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-list")),
     ("api/v1/uploads/", "POST"): Endpoint(UPLOADERS, 201, _upload_post),
     ("api/v1/uploads/<int:upload_id>/", "GET"): Endpoint(UPLOADERS, 200, get("api-upload-detail", upload_id)),

@@ -46,6 +46,7 @@ def test_an_adapter_and_its_base_model_are_evaluated_and_scored_per_group(engine
     assert run.status == EvalRun.Status.SUCCEEDED, run.error
     assert run.predictions.count() == 6 and run.total == 6
     assert {"rouge1", "rougeL", "bleu", "chrf", "exact_match"} <= set(run.metrics)
+    assert run.metrics["perplexity"] > 1  # of the reference answers, from the model itself
     assert set(run.per_group) == {"clinic", "hospital"} and run.per_group["clinic"]["n"] == 3
     assert "rougeL" in run.fairness and {"gap", "flagged"} <= set(run.fairness["rougeL"])
     base = evaluate(adapter.base_model, version, engineer)
@@ -282,3 +283,36 @@ def test_empty_and_huge_answers_are_stored_and_scored(engineer, approved_version
     outputs = sorted(len(p.output) for p in run.predictions.all())
     assert outputs[:2] == [0, 0] and outputs[-1] >= 199_000
     assert 0 <= run.metrics["rougeL"] <= 1 and run.metrics["pred_length_mean"] > 0
+
+
+def test_a_pilot_compares_two_models_on_every_kpi_over_its_period(engineer, adapter):
+    csat()
+    services.kpi_import_csv(text=KPI_CSV.format(a=adapter.base_model.name, b=adapter.name), actor=engineer)
+    with pytest.raises(ValidationError, match="two different models"):
+        services.pilot_create(
+            name="same",
+            baseline=adapter.name,
+            candidate=adapter.name,
+            actor=engineer,
+            period_start=dt.date(2026, 10, 5),
+            period_end=dt.date(2026, 10, 18),
+        )
+    pilot = services.pilot_create(
+        name="October pilot",
+        baseline=adapter.base_model.name,
+        candidate=adapter.name,
+        actor=engineer,
+        period_start=dt.date(2026, 10, 12),
+        period_end=dt.date(2026, 10, 18),
+    )
+    (row,) = selectors.pilot_results(pilot)
+    assert row["kpi"].slug == "csat"
+    assert row["baseline"]["mean"] == pytest.approx(4.0) and row["candidate"]["mean"] == pytest.approx(4.5)
+
+
+def test_the_balance_report_shows_labels_per_group(approved_version):
+    version = approved_version(task_type="classification", rows=12)
+    report = selectors.version_balance(version)
+    assert set(report["groups"]) == {"clinic", "hospital"}
+    assert report["labels"] == ["billing", "login", "records"]
+    assert sum(report["groups"]["clinic"]["labels"].values()) == 6
