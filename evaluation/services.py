@@ -253,6 +253,8 @@ def _predictor(run: EvalRun, work_dir: Path):
     adapter_dir = None
     config = {}
     if run.kind == EvalRun.Kind.ADAPTER:
+        from training.services import adapter_download
+
         adapter_dir = adapter_download(run.trained_model, work_dir / "adapter")
         config = run.trained_model.job.config
     with inference.Predictor(
@@ -263,19 +265,6 @@ def _predictor(run: EvalRun, work_dir: Path):
         prompt_template=config.get("prompt_template"),
     ) as model:
         yield model.predict, (model.perplexity if run.task == TaskType.SFT else None)
-
-
-def adapter_download(trained: TrainedModel, dest: Path) -> Path:
-    """The adapter's files from artifact storage into a local folder (a worker may be on another machine)."""
-    from training.services import artifact_storage
-
-    storage = artifact_storage()
-    for entry in trained.files:
-        target = dest / entry["name"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src, target.open("wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    return dest
 
 
 def _judge(run: EvalRun) -> None:

@@ -407,6 +407,9 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
     ("api/v1/training-queues/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-training-queues")),
     ("api/v1/models/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-models", query="?stage=candidate")),
     ("api/v1/models/<int:model_id>/", "GET"): Endpoint(TRAINING_READERS, 200, get("api-model", lambda w: w.trained.pk)),
+    ("api/v1/models/<int:model_id>/merge/", "POST"): Endpoint(
+        TRAINERS, 202, post("api-model-merge", lambda w: w.trained.pk)
+    ),
     ("api/v1/models/<int:model_id>/download/", "GET"): Endpoint(
         TRAINERS, 200, get("api-model-download", lambda w: w.trained.pk)
     ),

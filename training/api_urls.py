@@ -14,4 +14,5 @@ urlpatterns = [
     path("models/", apis.TrainedModelListApi.as_view(), name="api-models"),
     path("models/<int:model_id>/", apis.TrainedModelDetailApi.as_view(), name="api-model"),
     path("models/<int:model_id>/download/", apis.TrainedModelDownloadApi.as_view(), name="api-model-download"),
+    path("models/<int:model_id>/merge/", apis.TrainedModelMergeApi.as_view(), name="api-model-merge"),
 ]

@@ -218,6 +218,9 @@ class TrainedModelOutput(serializers.ModelSerializer):
             "size_bytes",
             "card",
             "metrics",
+            "merge_status",
+            "merge_error",
+            "merged_files",
             "created_at",
             "stage_changed_at",
         ]
@@ -501,6 +504,28 @@ class TrainedModelDownloadApi(APIView):
     )
     def get(self, request, model_id: int):
         trained = _trained_or_404(model_id)
-        archive = selectors.trained_model_zip(trained)
+        merged = request.query_params.get("merged") in ("1", "true", "yes")
+        if merged and trained.merge_status != "done":
+            raise exceptions.ValidationError({"merged": "This model has no merged export yet: start one first."})
+        archive = selectors.trained_model_zip(trained, merged=merged)
         services.trained_model_download_record(trained=trained, actor=request.user, via="api")
-        return FileResponse(archive, as_attachment=True, filename=f"{trained.name}.zip", content_type="application/zip")
+        name = f"{trained.name}-merged.zip" if merged else f"{trained.name}.zip"
+        return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+
+class TrainedModelMergeApi(APIView):
+    permission_classes = [HasPerm.of(DOWNLOAD_MODELS)]
+
+    @extend_schema(
+        summary="Export a merged model",
+        description=_describe(
+            "Merge the adapter into its base model on a worker (a standalone model, as large as the base). "
+            "Follow `merge_status` on the model; download with `download/?merged=true` when it is `done`.",
+            DOWNLOAD_MODELS,
+        ),
+        request=None,
+        responses={202: TrainedModelOutput, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, model_id: int):
+        trained = services.trained_model_merge_start(trained=_trained_or_404(model_id), actor=request.user)
+        return Response(TrainedModelOutput(trained).data, status=status.HTTP_202_ACCEPTED)

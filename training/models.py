@@ -245,6 +245,11 @@ class TrainedModel(models.Model):
     card = models.JSONField(default=dict, help_text="The model card's facts.")
     metrics = models.JSONField(default=dict, blank=True)
     merged_prefix = models.CharField(max_length=300, blank=True, help_text="Merged full model, when exported.")
+    merged_files = models.JSONField(default=list, blank=True)
+    merge_status = models.CharField(
+        max_length=10, blank=True, help_text="Blank (never asked), queued, running, done or failed."
+    )
+    merge_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     stage_changed_at = models.DateTimeField(null=True, blank=True)
 

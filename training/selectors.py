@@ -114,8 +114,9 @@ def trained_model_list(*, stage: str = "") -> QuerySet[TrainedModel]:
     return models.filter(stage=stage) if stage else models
 
 
-def trained_model_zip(trained: TrainedModel):
-    """The adapter's files as a zip in a temporary file (open, at position 0); closing it deletes it."""
+def trained_model_zip(trained: TrainedModel, *, merged: bool = False):
+    """The adapter's files (or the merged model's) as a zip in a temporary file, open at position 0;
+    closing it deletes it."""
     import tempfile
     import zipfile
 
@@ -123,10 +124,13 @@ def trained_model_zip(trained: TrainedModel):
 
     storage = artifact_storage()
     archive = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; the response closes it)
+    prefix, files = (
+        (trained.merged_prefix, trained.merged_files) if merged else (trained.artifact_prefix, trained.files)
+    )
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for entry in trained.files:
+        for entry in files:
             with (
-                storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src,
+                storage.open(f"{prefix}/{entry['name']}", "rb") as src,
                 zf.open(entry["name"], "w") as out,
             ):
                 for block in iter(lambda: src.read(1 << 20), b""):

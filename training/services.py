@@ -865,6 +865,67 @@ def trained_model_stage_set(*, trained: TrainedModel, stage: str, actor) -> Trai
     return trained
 
 
+def adapter_download(trained: TrainedModel, dest: Path) -> Path:
+    """The adapter's files from artifact storage into a local folder (a worker may be on another machine)."""
+    storage = artifact_storage()
+    for entry in trained.files:
+        target = Path(dest) / entry["name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src, target.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return Path(dest)
+
+
+def trained_model_merge_start(*, trained: TrainedModel, actor) -> TrainedModel:
+    """Queue the export of the adapter merged into its base model (a standalone model, as large as the base)."""
+    from training.tasks import trained_model_merge_task
+
+    with transaction.atomic():
+        trained = TrainedModel.objects.select_for_update().get(pk=trained.pk)
+        if trained.merge_status in ("queued", "running"):
+            raise ValidationError("This model is already being merged; wait for it to finish.")
+        trained.merge_status, trained.merge_error = "queued", ""
+        trained.save(update_fields=["merge_status", "merge_error"])
+        audit_record(actor=actor, action="model.merge", obj=trained)
+        model_id, queue = trained.pk, trained.job.queue
+        transaction.on_commit(lambda: trained_model_merge_task.apply_async(args=[model_id], queue=queue))
+    return trained
+
+
+def trained_model_merge_execute(*, model_id: int) -> TrainedModel | None:
+    """Claim the merge (queued → running), merge on this worker, store the merged model's files."""
+    import tempfile
+
+    from training.export import merge_adapter
+
+    if not TrainedModel.objects.filter(pk=model_id, merge_status="queued").update(merge_status="running"):
+        return None
+    trained = TrainedModel.objects.select_related("base_model", "job").get(pk=model_id)
+    Path(settings.TRAINING_WORK_DIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.TRAINING_WORK_DIR) as tmp:
+        try:
+            adapter = adapter_download(trained, Path(tmp) / "adapter")
+            merged = merge_adapter(
+                base_model=trained.base_model.source, adapter_dir=adapter, output_dir=Path(tmp) / "merged"
+            )
+            prefix = f"{trained.job.artifact_prefix}/merged"
+            _artifacts_delete(prefix)
+            storage = artifact_storage()
+            files = []
+            for path in sorted(p for p in merged.rglob("*") if p.is_file()):
+                rel = path.relative_to(merged).as_posix()
+                files.append({"name": rel, "size": path.stat().st_size, "sha256": _sha256(path)})
+                with path.open("rb") as handle:
+                    storage.save(f"{prefix}/{rel}", File(handle))
+        except (runner.TrainingError, OSError) as exc:
+            TrainedModel.objects.filter(pk=model_id).update(merge_status="failed", merge_error=str(exc)[:2000])
+            trained.refresh_from_db()
+            return trained
+    TrainedModel.objects.filter(pk=model_id).update(merge_status="done", merged_prefix=prefix, merged_files=files)
+    trained.refresh_from_db()
+    return trained
+
+
 def trained_model_download_record(*, trained: TrainedModel, actor, via: str = "web") -> None:
     audit_record(actor=actor, action="model.download", obj=trained, after={"via": via})
 

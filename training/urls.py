@@ -15,6 +15,7 @@ urlpatterns = [
     path("models/", views.model_list, name="model_list"),
     path("models/<int:model_id>/", views.model_detail, name="model_detail"),
     path("models/<int:model_id>/download/", views.model_download, name="model_download"),
+    path("models/<int:model_id>/merge/", views.model_merge, name="model_merge"),
     path("base-models/", views.base_model_list, name="base_model_list"),
     path("base-models/register/", views.base_model_register, name="base_model_register"),
 ]

@@ -428,13 +428,32 @@ def model_detail(request, model_id: int):
 @require_GET
 def model_download(request, model_id: int):
     trained = _trained_or_404(model_id)
+    merged = request.GET.get("merged") == "1"
+    if merged and trained.merge_status != "done":
+        messages.error(request, "This model has no merged export yet: start one first.")
+        return redirect("training:model_detail", trained.pk)
     try:
-        archive = selectors.trained_model_zip(trained)
+        archive = selectors.trained_model_zip(trained, merged=merged)
     except FileNotFoundError:
-        messages.error(request, "The adapter's files are missing from artifact storage; ask an admin to check it.")
+        messages.error(request, "The model's files are missing from artifact storage; ask an admin to check it.")
         return redirect("training:model_detail", trained.pk)
     services.trained_model_download_record(trained=trained, actor=request.user)
-    return FileResponse(archive, as_attachment=True, filename=f"{trained.name}.zip", content_type="application/zip")
+    name = f"{trained.name}-merged.zip" if merged else f"{trained.name}.zip"
+    return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+
+@login_required
+@permission_required(DOWNLOAD_MODELS, raise_exception=True)
+@require_POST
+def model_merge(request, model_id: int):
+    trained = _trained_or_404(model_id)
+    try:
+        services.trained_model_merge_start(trained=trained, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Merging on a worker. The download appears here when it is done.")
+    return redirect("training:model_detail", trained.pk)
 
 
 # --- base models -----------------------------------------------------------------------------

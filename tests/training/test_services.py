@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -308,3 +309,32 @@ def test_several_training_processes_run_through_torchrun(engineer, tiny_base_mod
     assert job.hardware["processes"] == 2
     assert job.final_metrics["steps"] == 4
     assert TrainedModel.objects.filter(job=job).exists()
+
+
+def test_a_merged_export_is_a_standalone_model_with_the_adapters_behaviour(engineer, tiny_base_model, approved_version):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    job = launch(approved_version(), tiny_base_model, engineer, learning_rate=0.01)
+    trained = TrainedModel.objects.get(job=services.training_job_execute(job_id=job.pk, worker="test@here"))
+    services.trained_model_merge_start(trained=trained, actor=engineer)
+    with pytest.raises(ValidationError, match="already being merged"):
+        services.trained_model_merge_start(trained=trained, actor=engineer)
+    trained = services.trained_model_merge_execute(model_id=trained.pk)
+    assert trained.merge_status == "done", trained.merge_error
+    assert services.trained_model_merge_execute(model_id=trained.pk) is None  # a second delivery does nothing
+
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        zipfile.ZipFile(selectors.trained_model_zip(trained, merged=True)).extractall(f"{tmp}/merged")
+        services.adapter_download(trained, Path(tmp) / "adapter")
+        merged = AutoModelForCausalLM.from_pretrained(f"{tmp}/merged")
+        with_adapter = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_base_model.source), f"{tmp}/adapter"
+        )
+        ids = torch.tensor([[1, 5, 9, 12, 40]])
+        with torch.no_grad():
+            assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)

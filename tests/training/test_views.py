@@ -164,6 +164,7 @@ POST_ONLY = {
     "training:job_cancel": lambda site: [site["queued"].pk],
     "training:job_retry": lambda site: [site["queued"].pk],
     "training:base_model_register": lambda site: [],
+    "training:model_merge": lambda site: [site["trained"].pk],
 }
 
 
@@ -667,3 +668,16 @@ def test_a_missing_model_folder_is_explained_next_to_the_field(client, engineer,
     field = re.search(r'id="field-source">(.*?)</div>', html, re.S).group(1)
     assert "does not exist" in field
     assert not BaseModel.objects.exists()
+
+
+def test_export_a_merged_model_from_the_model_page(client, site, engineer):
+    client.force_login(engineer)
+    trained = site["trained"]
+    page = client.get(reverse("training:model_detail", args=[trained.pk]))
+    assert b"Export a merged model" in page.content
+    early = client.get(reverse("training:model_download", args=[trained.pk]) + "?merged=1")
+    assert early.status_code == 302  # nothing merged yet: back to the page with a message
+    response = client.post(reverse("training:model_merge", args=[trained.pk]), follow=True)
+    assert "Merging on a worker" in response.content.decode()
+    trained.refresh_from_db()
+    assert trained.merge_status == "queued"
