@@ -553,8 +553,11 @@ class _JobReporter:
         close_old_connections()
         alive = self._mine().update(heartbeat_at=timezone.now())
         if not alive:
-            self.taken_over = True
-            self.cancel.set()
+            # Taken over only if this connection sees the job at all: a caller that trains inside its own
+            # transaction (a command, a test) has a job row this thread cannot see yet.
+            if TrainingJob.objects.filter(pk=self.job_id).exists():
+                self.taken_over = True
+                self.cancel.set()
             return
         if self._mine().filter(cancel_requested=True).exists():
             self.cancel.set()
