@@ -117,7 +117,7 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes_o
 
         def past_a_checkpoint():
             job.refresh_from_db()
-            return job.last_checkpoint_step >= 10 and job.step > job.last_checkpoint_step
+            return job.last_checkpoint_step >= 10 or job.is_finished
 
         try:
             wait_for(past_a_checkpoint, timeout=180)
@@ -127,9 +127,10 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes_o
                 + job.log_tail
                 + "".join(first.lines[-40:])
             ) from None
-        killed_at_step, checkpoint = job.step, job.last_checkpoint_step
-        assert killed_at_step < STEPS, "the job finished before the worker could be killed; give it more steps"
         first.kill()
+        job.refresh_from_db()
+        killed_at_step, checkpoint = job.step, job.last_checkpoint_step
+        assert not job.is_finished and killed_at_step < STEPS, "the job finished before the kill; give it more steps"
 
         second = WorkerProcess("gpu-recovery", "rescuer")
         # The reaper notices the silent heartbeat and queues the job again (beat runs it every minute).
