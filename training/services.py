@@ -767,6 +767,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _folder_store(folder: Path, prefix: str) -> list[dict]:
+    """Replace what artifact storage holds under ``prefix`` with the files of ``folder``; their names, sizes, sha256."""
+    storage = artifact_storage()
+    _artifacts_delete(prefix)
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        files.append({"name": rel, "size": path.stat().st_size, "sha256": _sha256(path)})
+        with path.open("rb") as handle:
+            storage.save(f"{prefix}/{rel}", File(handle))
+    return files
+
+
 def _adapter_register(job: TrainingJob, result: runner.TrainResult, output_dir: Path) -> TrainedModel:
     """Store the adapter files with their checksums and a model card, and list it in the registry."""
     adapter_dir = Path(result.adapter_dir or output_dir / "adapter")
@@ -798,15 +811,8 @@ def _adapter_register(job: TrainingJob, result: runner.TrainResult, output_dir: 
         "created_at": timezone.now().isoformat(),
     }
     (adapter_dir / "README.md").write_text(model_card_markdown(card), encoding="utf-8")
-    storage = artifact_storage()
     prefix = f"{job.artifact_prefix}/adapter"
-    _artifacts_delete(prefix)
-    files = []
-    for path in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(adapter_dir).as_posix()
-        files.append({"name": rel, "size": path.stat().st_size, "sha256": _sha256(path)})
-        with path.open("rb") as handle:
-            storage.save(f"{prefix}/{rel}", File(handle))
+    files = _folder_store(adapter_dir, prefix)
     weights = next((f for f in files if f["name"] == "adapter_model.safetensors"), None)
     if weights is None:
         raise runner.TrainingError("internal", "The runner produced no adapter_model.safetensors.", "Retry the job.")
@@ -870,12 +876,7 @@ def trained_model_stage_set(*, trained: TrainedModel, stage: str, actor) -> Trai
 
 def adapter_download(trained: TrainedModel, dest: Path) -> Path:
     """The adapter's files from artifact storage into a local folder (a worker may be on another machine)."""
-    storage = artifact_storage()
-    for entry in trained.files:
-        target = Path(dest) / entry["name"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(f"{trained.artifact_prefix}/{entry['name']}", "rb") as src, target.open("wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+    _storage_download(artifact_storage(), trained.artifact_prefix, Path(dest))
     return Path(dest)
 
 
@@ -912,14 +913,7 @@ def trained_model_merge_execute(*, model_id: int) -> TrainedModel | None:
                 base_model=trained.base_model.source, adapter_dir=adapter, output_dir=Path(tmp) / "merged"
             )
             prefix = f"{trained.job.artifact_prefix}/merged"
-            _artifacts_delete(prefix)
-            storage = artifact_storage()
-            files = []
-            for path in sorted(p for p in merged.rglob("*") if p.is_file()):
-                rel = path.relative_to(merged).as_posix()
-                files.append({"name": rel, "size": path.stat().st_size, "sha256": _sha256(path)})
-                with path.open("rb") as handle:
-                    storage.save(f"{prefix}/{rel}", File(handle))
+            files = _folder_store(merged, prefix)
         except (runner.TrainingError, OSError) as exc:
             TrainedModel.objects.filter(pk=model_id).update(merge_status="failed", merge_error=str(exc)[:2000])
             trained.refresh_from_db()
