@@ -39,6 +39,12 @@ VIEW_USE_CASES = "evaluation.view_usecase"
 MANAGE_USE_CASES = "evaluation.change_usecase"
 PROMOTE = "evaluation.promote_usecase"
 MANAGE_ENDPOINTS = "evaluation.add_externalendpoint"
+VIEW_PROJECTS = "annotation.view_annotationproject"
+MANAGE_PROJECTS = "annotation.add_annotationproject"
+ANNOTATE = "annotation.add_annotation"
+VIEW_ANSWERS = "annotation.view_annotation"
+ADJUDICATE = "annotation.adjudicate_task"
+MANAGE_LABEL_STUDIO = "annotation.change_labelstudioconnection"
 EVALUATE = (
     VIEW_EVALUATIONS,
     RUN_EVALUATIONS,
@@ -57,13 +63,20 @@ ROLES: tuple[Role, ...] = (
         "curator",
         "Curator",
         "Uploads datasets, cleans them and freezes versions.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, VIEW_PROJECTS, MANAGE_PROJECTS,
+         VIEW_ANSWERS, ADJUDICATE),
     ),
     Role(
         "annotator",
         "Annotator",
         "Writes and corrects target responses and labels in approved versions.",
-        (),
+        (VIEW_PROJECTS, ANNOTATE),
+    ),
+    Role(
+        "annotation_reviewer",
+        "Annotation reviewer",
+        "Checks annotators' work: settles disagreements and marks gold examples.",
+        (VIEW_PROJECTS, ANNOTATE, VIEW_ANSWERS, ADJUDICATE),
     ),
     Role(
         "privacy_reviewer",
@@ -75,13 +88,14 @@ ROLES: tuple[Role, ...] = (
         "engineer",
         "Engineer",
         "Imports and curates data, launches training and evaluation.",
-        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, *TRAIN, *EVALUATE),
+        (VIEW_DATASETS, VIEW_EXAMPLES, UPLOAD, CURATE, EXPORT, VIEW_REDACTION, *TRAIN, *EVALUATE, VIEW_PROJECTS,
+         MANAGE_PROJECTS, VIEW_ANSWERS, MANAGE_LABEL_STUDIO),
     ),
     Role(
         "manager",
         "Manager",
         "Reads dashboards: dataset sizes, model quality and business results.",
-        (VIEW_DATASETS, VIEW_JOBS, VIEW_BASE_MODELS, VIEW_MODELS, *READ_RESULTS),
+        (VIEW_DATASETS, VIEW_JOBS, VIEW_BASE_MODELS, VIEW_MODELS, *READ_RESULTS, VIEW_PROJECTS),
     ),
     Role(
         "admin",
@@ -99,6 +113,12 @@ ROLES: tuple[Role, ...] = (
             VIEW_PSEUDONYMS,
             *TRAIN,
             *EVALUATE,
+            VIEW_PROJECTS,
+            MANAGE_PROJECTS,
+            ANNOTATE,
+            VIEW_ANSWERS,
+            ADJUDICATE,
+            MANAGE_LABEL_STUDIO,
         ),
     ),
 )

@@ -55,6 +55,7 @@ class DatasetVersion(models.Model):
         FILTER = "filter", "Quality filter"
         SPLIT = "split", "Re-split"
         REDACT = "redact", "Redact (privacy review approved)"
+        ANNOTATE = "annotate", "Annotated (consensus and reviewed answers)"
 
     class Privacy(models.TextChoices):
         RAW = "raw", "Not reviewed: may contain personal data"

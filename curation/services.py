@@ -588,8 +588,11 @@ def _version_finalize(version: DatasetVersion) -> None:
 
 def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, actor, keep=None,
                     drop_row_indexes: Iterable[int] = (), seed: int | None = None,
-                    ratios: dict | None = None) -> DatasetVersion:
-    """A new ready version holding the parent's rows (or ``keep``, a queryset of them) minus dropped rows."""
+                    ratios: dict | None = None, transform=None) -> DatasetVersion:
+    """A new ready version holding the parent's rows (or ``keep``, a queryset of them) minus dropped rows.
+
+    ``transform(version)``, when given, edits the copied rows before the version is hashed and marked ready.
+    """
     if not parent.is_ready:
         raise ValidationError("This version is not ready yet.")
     resplit = seed is not None
@@ -613,6 +616,8 @@ def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, act
         version.examples.filter(row_index__in=drop[start : start + 900]).delete()
     if resplit:
         _assign_splits(version)
+    if transform is not None:
+        transform(version)
     _version_finalize(version)
     DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
     version.refresh_from_db()

@@ -5,4 +5,5 @@ urlpatterns = [
     path("", include("curation.api_urls")),
     path("", include("training.api_urls")),
     path("", include("evaluation.api_urls")),
+    path("", include("annotation.api_urls")),
 ]

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "curation",
     "training",
     "evaluation",
+    "annotation",
 ]
 
 MIDDLEWARE = [

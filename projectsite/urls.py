@@ -13,6 +13,7 @@ urlpatterns = [
     path("datasets/", include("curation.urls")),
     path("training/", include("training.urls")),
     path("evaluation/", include("evaluation.urls")),
+    path("annotation/", include("annotation.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("projectsite.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

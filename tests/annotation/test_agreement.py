@@ -1,4 +1,4 @@
-"""curation.agreement against published worked examples, scikit-learn, rouge_score, and hand calculations.
+"""annotation.agreement against published worked examples, scikit-learn, rouge_score, and hand calculations.
 
 No database: the module is plain Python. Where a reference value is a published figure it is quoted with its source;
 Krippendorff's alpha is also cross-checked against a second, direct implementation written here (pairwise
@@ -15,7 +15,7 @@ import pytest
 from rouge_score import rouge_scorer
 from sklearn.metrics import cohen_kappa_score
 
-from curation.agreement import (
+from annotation.agreement import (
     ItemAgreement,
     annotator_agreement,
     cohen_kappa,
@@ -34,7 +34,7 @@ N = None
 
 
 def test_the_module_imports_no_django():
-    code = "import sys, curation.agreement; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    code = "import sys, annotation.agreement; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,0 +1,158 @@
+"""Reads for annotation: progress, agreement, the review queue and what a project produced."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import median
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from annotation import agreement
+from annotation import schema as schemas
+from annotation.models import Annotation, AnnotationProject, Assignment, Task
+from curation.models import DatasetVersion
+
+
+def projects_visible(user):
+    return AnnotationProject.objects.select_related("version__dataset").order_by("-created_at", "-id")
+
+
+def project_progress(project: AnnotationProject, user=None) -> dict:
+    """Counts for the progress bars: the project's answers and settled examples, and the user's own work."""
+    k = project.annotations_per_example
+    tasks = Task.objects.filter(project=project)
+    totals = tasks.aggregate(
+        answers=Sum("annotation_count"),
+        agreed=Count("id", filter=Q(status=Task.Status.AGREED)),
+        adjudicated=Count("id", filter=Q(status=Task.Status.ADJUDICATED)),
+        disagreements=Count("id", filter=Q(status=Task.Status.DISAGREEMENT)),
+        gold=Count("id", filter=Q(is_gold=True)),
+    )
+    needed = project.task_count * k
+    answers = min(totals["answers"] or 0, needed)  # extra answers (an adjudicated task) do not overfill the bar
+    progress = {
+        "tasks": project.task_count,
+        "annotations_per_example": k,
+        "answers": totals["answers"] or 0,
+        "answers_needed": needed,
+        "percent": round(100 * answers / needed, 1) if needed else 0.0,
+        "agreed": totals["agreed"],
+        "adjudicated": totals["adjudicated"],
+        "disagreements": totals["disagreements"],
+        "settled": totals["agreed"] + totals["adjudicated"],
+        "gold": totals["gold"],
+        "working_now": Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE,
+                                                 expires_at__gt=timezone.now()).count(),
+    }
+    if user is not None and user.is_authenticated:
+        mine = Annotation.objects.filter(task__project=project, annotator=user)
+        done = mine.count()
+        progress["mine"] = {
+            "answers": done,
+            "percent": round(100 * done / project.task_count, 1) if project.task_count else 0.0,
+            "median_seconds": median(mine.values_list("seconds", flat=True)) if done else None,
+            "today": mine.filter(created_at__date=timezone.localdate()).count(),
+        }
+    return progress
+
+
+def _tables(project: AnnotationProject) -> tuple[dict[str, dict], dict[int, dict], dict[str, list[float]]]:
+    """{field: {task: {annotator: comparable value}}}, {task: gold answer}, {annotator: [seconds]}."""
+    fields = {field["name"]: field for field in project.schema["fields"]}
+    tables: dict[str, dict] = {name: defaultdict(dict) for name in fields}
+    raw: dict[str, dict] = {name: defaultdict(dict) for name in fields}
+    seconds: dict[str, list[float]] = defaultdict(list)
+    rows = Annotation.objects.filter(task__project=project).values_list("task_id", "annotator_name", "answer",
+                                                                         "seconds")
+    for task_id, name, answer, spent in rows.iterator(chunk_size=5000):
+        seconds[name].append(spent)
+        for field_name, field in fields.items():
+            value = answer.get(field_name)
+            if value not in (None, "", []):
+                tables[field_name][task_id][name] = schemas.comparable(field, value)
+                raw[field_name][task_id][name] = value
+    gold = dict(Task.objects.filter(project=project, is_gold=True).values_list("id", "gold_answer"))
+    return {"tables": tables, "raw": raw}, gold, seconds
+
+
+def project_agreement(project: AnnotationProject) -> dict:
+    """Agreement per field (Cohen's kappa for two annotators, Fleiss' kappa and Krippendorff's alpha for more,
+    ROUGE-L similarity for free text), per option of each choice field (that option against the rest), and per
+    annotator: agreement with the others, accuracy on gold examples, answers and median time."""
+    fields = project.schema["fields"]
+    data, gold, seconds = _tables(project)
+    result_fields = []
+    per_annotator: dict[str, dict] = {name: {"name": name, "answers": len(times),
+                                             "median_seconds": round(median(times), 1) if times else None,
+                                             "fields": {}}
+                                      for name, times in sorted(seconds.items())}
+    for field in fields:
+        table = data["tables"][field["name"]]
+        summary = agreement.summarize(schemas.agreement_kind(field), table)
+        entry = {"name": field["name"], "title": field["title"], "kind": field["kind"], "summary": summary,
+                 "options": []}
+        if field["kind"] == "choice":
+            for option in field["options"]:
+                binary = {task: {who: option in (value if isinstance(value, list) else [value])
+                                 for who, value in answers.items()}
+                          for task, answers in data["raw"][field["name"]].items()}
+                option_summary = agreement.summarize("choice", binary)
+                used = sum(1 for answers in binary.values() for chosen in answers.values() if chosen)
+                entry["options"].append({
+                    "option": option,
+                    "times_chosen": used,
+                    "headline": option_summary["headline"],
+                    "value": option_summary[option_summary["headline"]],
+                    "percent_agreement": option_summary["percent_agreement"],
+                })
+        for name, figures in summary.get("per_annotator", {}).items():
+            per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
+            per_annotator[name]["fields"][field["name"]] = figures
+        result_fields.append(entry)
+    # Gold: the share of gold examples where every answered field matches the gold answer.
+    if gold:
+        by_field = {field["name"]: field for field in fields}
+        scores: dict[str, list[bool]] = defaultdict(list)
+        for task_id, name, answer in Annotation.objects.filter(task_id__in=gold).values_list(
+                "task_id", "annotator_name", "answer"):
+            expected = gold[task_id]
+            checked = [schemas.matches(by_field[key], answer.get(key), value) for key, value in expected.items()
+                       if key in by_field]
+            scores[name].append(all(checked) if checked else False)
+        for name, results in scores.items():
+            per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
+            per_annotator[name]["gold"] = {"n": len(results), "correct": sum(results),
+                                           "accuracy": sum(results) / len(results)}
+    for entry in per_annotator.values():
+        entry.setdefault("gold", None)
+        shares = [f.get("with_consensus") for f in entry["fields"].values() if f.get("with_consensus") is not None]
+        similar = [f.get("text_similarity") for f in entry["fields"].values() if f.get("text_similarity") is not None]
+        entry["with_consensus"] = sum(shares) / len(shares) if shares else None
+        entry["text_similarity"] = sum(similar) / len(similar) if similar else None
+    return {"fields": result_fields, "annotators": list(per_annotator.values()), "gold_examples": len(gold)}
+
+
+def review_queue(project: AnnotationProject):
+    """Examples whose annotators disagree, in project order, with their answers."""
+    return (Task.objects.filter(project=project, status=Task.Status.DISAGREEMENT)
+            .select_related("example").prefetch_related("annotations").order_by("position"))
+
+
+def project_tasks(project: AnnotationProject, *, status: str | None = None):
+    tasks = Task.objects.filter(project=project).select_related("example", "adjudicated_by").order_by("position")
+    return tasks.filter(status=status) if status else tasks
+
+
+def published_versions(project: AnnotationProject):
+    return (DatasetVersion.objects.filter(dataset=project.version.dataset,
+                                          operation=DatasetVersion.Operation.ANNOTATE,
+                                          operation_params__annotation_project=project.pk)
+            .order_by("-number"))
+
+
+def assignments_of(user):
+    """An annotator's own reservations, newest first: nobody sees anyone else's."""
+    return Assignment.objects.filter(annotator=user).select_related("task__project", "task__example")
+
+

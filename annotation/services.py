@@ -1,0 +1,485 @@
+"""Writes for annotation: schemas, projects, reservations, answers, review and the resulting dataset version.
+
+Reservations: an annotator asks for the next example; they get one nobody else holds, that still needs answers and
+that they have not answered or skipped. It stays theirs until ``expires_at``; the database allows one active
+reservation per task, so two annotators can never hold the same example at once. Answers are never shown to other
+annotators; a task's consensus is computed when it has ``annotations_per_example`` answers.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.services import audit_record
+from annotation import schema as schemas
+from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, Task
+from curation.models import Dataset, DatasetVersion, Example, TaskType
+from curation.services import _version_derive, version_require_approved
+from curation.text import quality_flags, row_hash, text_hash
+
+TASK_BATCH = 2000
+
+
+class AnnotationConflict(ValidationError):
+    """The request was valid but the example's state moved on (another tab, an expired reservation): HTTP 409."""
+
+
+def _schema_or_error(raw: object) -> dict:
+    try:
+        return schemas.schema_clean(raw)
+    except schemas.SchemaError as exc:
+        raise ValidationError({"schema": list(exc.errors.values())}) from None
+
+
+def _answer_or_error(schema: dict, raw: object, *, partial: bool = False) -> dict:
+    try:
+        return schemas.answer_clean(schema, raw, partial=partial)
+    except schemas.SchemaError as exc:
+        raise ValidationError(exc.errors) from None
+
+
+def default_schema(dataset: Dataset) -> dict:
+    """A starting schema that fits the dataset's task: correct the response, or pick the label."""
+    if dataset.task_type == TaskType.CLASSIFICATION and dataset.label_set:
+        return {
+            "instructions": "Read the text and choose the label that fits best.",
+            "fields": [{"name": "label", "kind": "choice", "title": "Label", "options": list(dataset.label_set),
+                        "writes": "label"}],
+        }
+    return {
+        "instructions": "Read the request. Correct the response so it is the answer you would want the model to give.",
+        "fields": [
+            {"name": "response", "kind": "text", "title": "Response", "writes": "target"},
+            {"name": "quality", "kind": "rating", "title": "Quality of the original response", "scale": 5,
+             "required": False,
+             "rubric": {"1": "Wrong or harmful", "3": "Usable after edits", "5": "Could be sent as it is"}},
+        ],
+    }
+
+
+@transaction.atomic
+def label_schema_save(*, dataset: Dataset, schema: dict, actor) -> LabelSchema:
+    """Create or replace the dataset's label schema. Projects keep the copy they were created with."""
+    cleaned = _schema_or_error(schema)
+    existing = LabelSchema.objects.select_for_update().filter(dataset=dataset).first()
+    before = {"schema": existing.schema} if existing else {}
+    label_schema, _ = LabelSchema.objects.update_or_create(dataset=dataset,
+                                                           defaults={"schema": cleaned, "updated_by": actor})
+    audit_record(actor=actor, action="label_schema.save", obj=label_schema, before=before, after={"schema": cleaned})
+    return label_schema
+
+
+@transaction.atomic
+def annotation_project_create(
+    *, name: str, version: DatasetVersion, actor, annotations_per_example: int = 2, reservation_minutes: int = 30,
+    limit: int | None = None, schema: dict | None = None,
+) -> AnnotationProject:
+    """A project over an approved version: one task per example (the first ``limit`` in row order)."""
+    version_require_approved(version)
+    if schema is None:
+        saved = LabelSchema.objects.filter(dataset=version.dataset).first()
+        if saved is None:
+            raise ValidationError({"schema": "Set up the label schema of this dataset first: what annotators fill in."})
+        schema = saved.schema
+    cleaned = _schema_or_error(schema)
+    project = AnnotationProject(name=(name or "").strip(), version=version, schema=cleaned,
+                                annotations_per_example=annotations_per_example,
+                                reservation_minutes=reservation_minutes, created_by=actor)
+    if not 1 <= annotations_per_example <= 10:
+        raise ValidationError({"annotations_per_example": "Ask for 1 to 10 annotations per example."})
+    if not 1 <= reservation_minutes <= 24 * 60:
+        raise ValidationError({"reservation_minutes": "A reservation lasts 1 minute to 24 hours."})
+    if limit is not None and limit < 1:
+        raise ValidationError({"limit": "Take at least one example."})
+    project.full_clean()
+    project.save()
+    examples = version.examples.order_by("row_index").values_list("id", flat=True)
+    if limit is not None:
+        examples = examples[:limit]
+    batch: list[Task] = []
+    count = 0
+    for example_id in examples.iterator(chunk_size=TASK_BATCH):
+        batch.append(Task(project=project, example_id=example_id, position=count))
+        count += 1
+        if len(batch) >= TASK_BATCH:
+            Task.objects.bulk_create(batch)
+            batch.clear()
+    Task.objects.bulk_create(batch)
+    if not count:
+        raise ValidationError("This version has no examples to annotate.")
+    project.task_count = count
+    project.save(update_fields=["task_count"])
+    audit_record(actor=actor, action="annotation_project.create", obj=project,
+                 after={"version": version.pk, "tasks": count, "annotations_per_example": annotations_per_example})
+    return project
+
+
+# --- reservations ------------------------------------------------------------------------------------------------
+
+
+def _require_open(project: AnnotationProject) -> None:
+    if not project.is_open:
+        raise ValidationError("This project is finished; nothing is left to annotate.")
+
+
+def _expire_reservations(project: AnnotationProject, now) -> None:
+    Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE, expires_at__lte=now).update(
+        status=Assignment.Status.EXPIRED, finished_at=now
+    )
+
+
+def _available_tasks(project: AnnotationProject, annotator):
+    answered = Annotation.objects.filter(task__project=project, annotator=annotator).values("task_id")
+    skipped = Assignment.objects.filter(task__project=project, annotator=annotator,
+                                        status=Assignment.Status.SKIPPED).values("task_id")
+    held = Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE).values("task_id")
+    return (
+        Task.objects.filter(project=project, status=Task.Status.OPEN,
+                            annotation_count__lt=project.annotations_per_example)
+        .exclude(pk__in=answered)
+        .exclude(pk__in=skipped)
+        .exclude(pk__in=held)
+    )
+
+
+def assignment_current(*, project: AnnotationProject, annotator) -> Assignment | None:
+    """The annotator's unexpired reservation in the project, newest first (two tabs see the same one)."""
+    return (
+        Assignment.objects.select_related("task__example")
+        .filter(task__project=project, annotator=annotator, status=Assignment.Status.ACTIVE,
+                expires_at__gt=timezone.now())
+        .order_by("-reserved_at", "-id")
+        .first()
+    )
+
+
+def assignment_next(*, project: AnnotationProject, annotator) -> Assignment | None:
+    """The annotator's current reservation, or a new one on the next example; None when nothing is left for them.
+
+    Examples that already have answers come first, so each example reaches its k answers (and agreement can be
+    measured) before new ones are started.
+    """
+    _require_open(project)
+    current = assignment_current(project=project, annotator=annotator)
+    if current is not None:
+        return current
+    now = timezone.now()
+    _expire_reservations(project, now)
+    for _attempt in range(5):
+        with transaction.atomic():
+            task = (
+                _available_tasks(project, annotator)
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("-annotation_count", "position")
+                .first()
+            )
+            if task is None:
+                return None
+            try:
+                with transaction.atomic():
+                    assignment = Assignment.objects.create(
+                        task=task, annotator=annotator, reserved_at=now,
+                        expires_at=now + timedelta(minutes=project.reservation_minutes),
+                    )
+            except IntegrityError:
+                continue  # someone reserved it between our read and our write: take the next one
+        return Assignment.objects.select_related("task__example").get(pk=assignment.pk)
+    return None
+
+
+def _own(assignment: Assignment, annotator) -> Assignment:
+    if assignment.annotator_id != annotator.pk:
+        raise PermissionDenied("This example is reserved for someone else.")
+    return assignment
+
+
+@transaction.atomic
+def assignment_draft_save(*, assignment: Assignment, annotator, draft: dict, revision: int | None = None,
+                          active_seconds: float | None = None) -> Assignment:
+    """Autosave: keep the half-written answer. A save from a tab that missed a newer save is refused (409)."""
+    assignment = _own(Assignment.objects.select_for_update().get(pk=assignment.pk), annotator)
+    if assignment.status != Assignment.Status.ACTIVE or assignment.expires_at <= timezone.now():
+        raise AnnotationConflict("This example is no longer reserved for you, so the draft was not saved. "
+                                 "Ask for the next example to go on.")
+    project = assignment.task.project
+    cleaned = _answer_or_error(project.schema, draft, partial=True)
+    if revision is not None and revision != assignment.revision:
+        raise AnnotationConflict("You changed this example in another tab or window. "
+                                 "This page now shows the newer draft.")
+    assignment.draft = cleaned
+    assignment.draft_saved_at = timezone.now()
+    assignment.revision += 1
+    if active_seconds is not None:
+        assignment.active_seconds = max(assignment.active_seconds, float(active_seconds))
+    assignment.save(update_fields=["draft", "draft_saved_at", "revision", "active_seconds"])
+    return assignment
+
+
+def _seconds_spent(assignment: Assignment, active_seconds: float | None, now) -> float:
+    """Visible time reported by the page, never more than the time since the reservation began."""
+    wall = max((now - assignment.reserved_at).total_seconds(), 0.0)
+    reported = max(float(active_seconds or 0), assignment.active_seconds)
+    return round(min(reported, wall) if reported > 0 else wall, 1)
+
+
+def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
+                      active_seconds: float | None = None) -> Annotation:
+    """Submit the answer to a reserved example. Refused with a plain message (409) when it was already submitted
+    (another tab) or when the reservation ran out and the example went to someone else or is complete; the answer
+    is then kept as the draft, so nothing typed is lost."""
+    conflict = None
+    with transaction.atomic():
+        assignment = _own(Assignment.objects.select_for_update().get(pk=assignment.pk), annotator)
+        task = Task.objects.select_for_update().select_related("project").get(pk=assignment.task_id)
+        project = task.project
+        if assignment.status == Assignment.Status.SUBMITTED:
+            raise AnnotationConflict("You already submitted this example in another tab or window; that answer is "
+                                     "kept. Use Undo if you want to change it.")
+        if assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.UNDONE):
+            raise AnnotationConflict("You left this example (skipped or undone); ask for the next example.")
+        cleaned = _answer_or_error(project.schema, answer)
+        now = timezone.now()
+        if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
+            conflict = _renew_expired(assignment, task, project, now)
+        if conflict is None:
+            created = Annotation.objects.create(
+                task=task, annotator=annotator, annotator_name=annotator.get_username(), answer=cleaned,
+                seconds=_seconds_spent(assignment, active_seconds, now), source=Annotation.Source.APP,
+            )
+            Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now,
+                                                              draft={})
+            _task_settle(task)
+            return created
+        # Keep what they typed: it is shown again if the example comes back to them.
+        Assignment.objects.filter(pk=assignment.pk).update(draft=cleaned, draft_saved_at=now)
+    raise AnnotationConflict(conflict)
+
+
+def _renew_expired(assignment: Assignment, task: Task, project: AnnotationProject, now) -> str | None:
+    """Accept a late answer when the example is still free; otherwise say why not."""
+    ended = timezone.localtime(assignment.expires_at).strftime("%H:%M")
+    taken = (Assignment.objects.filter(task=task, status=Assignment.Status.ACTIVE, expires_at__gt=now)
+             .exclude(pk=assignment.pk).exists())
+    done = task.annotation_count >= project.annotations_per_example or task.status != Task.Status.OPEN
+    if taken or done or not project.is_open:
+        why = "someone else is annotating it now" if taken else "it already has all the answers it needs"
+        return (f"Your reservation on this example ran out at {ended} and {why}, so your answer was not counted. "
+                "It is kept as a draft; ask for the next example to go on.")
+    try:
+        with transaction.atomic():
+            Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.ACTIVE)
+    except IntegrityError:
+        return (f"Your reservation on this example ran out at {ended} and someone else is annotating it now, so "
+                "your answer was not counted. It is kept as a draft; ask for the next example to go on.")
+    return None
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, annotator) -> Assignment:
+    """Pass on an example: it goes to someone else and is not offered to this annotator again."""
+    assignment = _own(Assignment.objects.select_for_update().get(pk=assignment.pk), annotator)
+    if assignment.status != Assignment.Status.ACTIVE:
+        raise AnnotationConflict("This example is no longer reserved for you.")
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "finished_at"])
+    return assignment
+
+
+@transaction.atomic
+def annotation_undo(*, project: AnnotationProject, annotator) -> Assignment:
+    """Take back the annotator's last submission in the project: the example is reserved for them again with their
+    answer as the draft."""
+    _require_open(project)
+    last = (Annotation.objects.select_for_update().filter(task__project=project, annotator=annotator,
+                                                          source=Annotation.Source.APP)
+            .order_by("-created_at", "-id").first())
+    if last is None:
+        raise ValidationError("There is nothing to undo: you have not submitted anything in this project.")
+    task = Task.objects.select_for_update().get(pk=last.task_id)
+    if task.status == Task.Status.ADJUDICATED:
+        raise AnnotationConflict("A reviewer has already settled this example, so your answer can no longer change.")
+    now = timezone.now()
+    _expire_reservations(project, now)
+    if Assignment.objects.filter(task=task, status=Assignment.Status.ACTIVE).exists():
+        raise AnnotationConflict("Someone else is annotating this example right now; try Undo again in a few minutes.")
+    Assignment.objects.filter(task=task, annotator=annotator, status=Assignment.Status.SUBMITTED).update(
+        status=Assignment.Status.UNDONE
+    )
+    draft, seconds = last.answer, last.seconds
+    last.delete()
+    assignment = Assignment.objects.create(
+        task=task, annotator=annotator, reserved_at=now, draft=draft, draft_saved_at=now, active_seconds=seconds,
+        expires_at=now + timedelta(minutes=project.reservation_minutes),
+    )
+    _task_settle(task)
+    return Assignment.objects.select_related("task__example").get(pk=assignment.pk)
+
+
+# --- settling answers --------------------------------------------------------------------------------------------
+
+
+def _task_settle(task: Task) -> Task:
+    """Recount the task's answers and work out its consensus once it has enough of them."""
+    project = task.project
+    answers = list(task.annotations.order_by("created_at", "id").values_list("answer", flat=True))
+    task.annotation_count = len(answers)
+    if task.status == Task.Status.ADJUDICATED:
+        pass
+    elif len(answers) >= project.annotations_per_example:
+        consensus, disagreements = schemas.resolve(project.schema, answers)
+        task.status = Task.Status.DISAGREEMENT if disagreements else Task.Status.AGREED
+        task.answer = None if disagreements else consensus
+        task.disagreements = disagreements
+    else:
+        task.status, task.answer, task.disagreements = Task.Status.OPEN, None, []
+    task.save(update_fields=["annotation_count", "status", "answer", "disagreements"])
+    return task
+
+
+@transaction.atomic
+def annotation_record_external(*, task: Task, annotator, annotator_name: str, answer: dict, seconds: float,
+                               label_studio_annotation_id: int) -> Annotation:
+    """Store (or update) an answer made in Label Studio, so it counts like one made here."""
+    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    annotation = Annotation.objects.filter(task=task, annotator_name=annotator_name).first()
+    if annotation is None:
+        annotation = Annotation.objects.create(
+            task=task, annotator=annotator, annotator_name=annotator_name, answer=answer, seconds=max(seconds, 0.0),
+            source=Annotation.Source.LABEL_STUDIO, label_studio_annotation_id=label_studio_annotation_id,
+        )
+    else:
+        annotation.answer = answer
+        annotation.seconds = max(seconds, 0.0)
+        annotation.label_studio_annotation_id = label_studio_annotation_id
+        annotation.save(update_fields=["answer", "seconds", "label_studio_annotation_id"])
+    _task_settle(task)
+    return annotation
+
+
+@transaction.atomic
+def task_adjudicate(*, task: Task, actor, answer: dict) -> Task:
+    """A reviewer's final answer for an example, whatever the annotators said."""
+    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    if task.annotation_count == 0:
+        raise ValidationError("Nobody has annotated this example yet; there is nothing to settle.")
+    cleaned = _answer_or_error(task.project.schema, answer)
+    before = {"status": task.status, "answer": task.answer}
+    task.status = Task.Status.ADJUDICATED
+    task.answer = cleaned
+    task.adjudicated_by = actor
+    task.adjudicated_at = timezone.now()
+    task.save(update_fields=["status", "answer", "adjudicated_by", "adjudicated_at"])
+    audit_record(actor=actor, action="task.adjudicate", obj=task, before=before, after={"answer": cleaned})
+    return task
+
+
+@transaction.atomic
+def task_gold_set(*, task: Task, actor, answer: dict | None) -> Task:
+    """Mark an example as gold with its correct answer (annotators are checked against it), or unmark it."""
+    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    before = {"is_gold": task.is_gold, "gold_answer": task.gold_answer}
+    if answer is None:
+        task.is_gold, task.gold_answer = False, None
+    else:
+        task.is_gold, task.gold_answer = True, _answer_or_error(task.project.schema, answer)
+    task.save(update_fields=["is_gold", "gold_answer"])
+    audit_record(actor=actor, action="task.gold", obj=task, before=before,
+                 after={"is_gold": task.is_gold, "gold_answer": task.gold_answer})
+    return task
+
+
+# --- the result: a new dataset version ---------------------------------------------------------------------------
+
+
+def _apply_answers(project: AnnotationProject, version: DatasetVersion) -> None:
+    fields = project.schema["fields"]
+    settled = (Task.objects.filter(project=project, status__in=Task.SETTLED)
+               .values_list("example__row_index", "answer", "status", "annotation_count"))
+    pending: list[tuple[int, dict, str, int]] = []
+
+    def flush() -> None:
+        rows = {row.row_index: row for row in version.examples.filter(row_index__in=[p[0] for p in pending])}
+        changed = []
+        for row_index, answer, status, count in pending:
+            row = rows.get(row_index)
+            if row is None:
+                continue
+            extra = {}
+            for field in fields:
+                value = answer.get(field["name"])
+                if value is None:
+                    continue
+                if field["writes"] == "target":
+                    row.target = value
+                elif field["writes"] == "label":
+                    row.label = value
+                else:
+                    extra[field["name"]] = value
+            row.metadata = {**(row.metadata or {}),
+                            "annotation": {**extra, "project": project.pk, "settled_by": status, "answers": count}}
+            row.row_hash = row_hash(row.input, row.target, row.label, row.group)
+            row.text_hash = text_hash(row.input, row.target)
+            row.flags = quality_flags(row.input, row.target)
+            changed.append(row)
+        Example.objects.bulk_update(changed, ["target", "label", "metadata", "row_hash", "text_hash", "flags"])
+        pending.clear()
+
+    for item in settled.iterator(chunk_size=TASK_BATCH):
+        pending.append(item)
+        if len(pending) >= 500:
+            flush()
+    flush()
+
+
+@transaction.atomic
+def annotation_project_publish(*, project: AnnotationProject, actor, finish: bool = False,
+                               settled_only: bool = False) -> DatasetVersion:
+    """A new version of the project's dataset with the consensus and adjudicated answers written in.
+
+    Every row of the source version is kept (``settled_only`` keeps only the rows with a settled answer), so the new
+    version traces back to the source row by row. ``finish`` also closes the project to annotators.
+    """
+    project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
+    version_require_approved(project.version)
+    settled = Task.objects.filter(project=project, status__in=Task.SETTLED)
+    counts = {
+        "settled": settled.count(),
+        "adjudicated": settled.filter(status=Task.Status.ADJUDICATED).count(),
+        "disagreements": Task.objects.filter(project=project, status=Task.Status.DISAGREEMENT).count(),
+        "open": Task.objects.filter(project=project, status=Task.Status.OPEN).count(),
+    }
+    if not counts["settled"]:
+        raise ValidationError("No example has a settled answer yet: examples need their answers to agree, or a "
+                              "reviewer's decision, before they can go into a new version.")
+    keep = project.version.examples.filter(pk__in=settled.values("example_id")) if settled_only else None
+    version = _version_derive(
+        parent=project.version, operation=DatasetVersion.Operation.ANNOTATE,
+        params={"annotation_project": project.pk, "project_name": project.name, "settled_only": settled_only,
+                **counts},
+        actor=actor, keep=keep, transform=lambda new: _apply_answers(project, new),
+    )
+    if finish and project.is_open:
+        project.status = AnnotationProject.Status.FINISHED
+        project.save(update_fields=["status"])
+        Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE).update(
+            status=Assignment.Status.EXPIRED, finished_at=timezone.now()
+        )
+    audit_record(actor=actor, action="annotation_project.publish", obj=project,
+                 after={"version": version.pk, "finished": finish, **counts})
+    return version
+
+
+@transaction.atomic
+def annotation_project_reopen(*, project: AnnotationProject, actor) -> AnnotationProject:
+    project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
+    if not project.is_open:
+        project.status = AnnotationProject.Status.OPEN
+        project.save(update_fields=["status"])
+        audit_record(actor=actor, action="annotation_project.reopen", obj=project)
+    return project
+
