@@ -22,6 +22,7 @@ browser, the REST API or Label Studio.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from statistics import median
@@ -233,8 +234,8 @@ def _text_medoid(texts: list[str], similarity) -> tuple[str, float]:
 def resolve(schema: dict, answers: list[dict], *, similarity=None) -> tuple[dict, list[str]]:
     """The consensus answer of several annotators and the names of the fields they disagree on.
 
-    Choice and multiple choice: the strict majority (more than half); rating: the majority, or the median when every
-    score lies within one point of it; text: the answer most similar to the others, agreed when the mean pairwise
+    Choice and multiple choice: the strict majority (more than half); rating: the majority, or, when all scores lie
+    within one point, the median (the lower score when it falls between two); text: the answer most similar to the others, agreed when the mean pairwise
     ROUGE-L F1 reaches ``TEXT_AGREE``. A field on which they disagree has no consensus value and needs a reviewer.
     """
     if similarity is None:
@@ -259,8 +260,8 @@ def resolve(schema: dict, answers: list[dict], *, similarity=None) -> tuple[dict
         top, count = Counter(labels).most_common(1)[0]
         if count * 2 > len(labels):
             consensus[name] = next(value for value, label in zip(values, labels, strict=True) if label == top)
-        elif field["kind"] == "rating" and max(values) - min(values) <= 1 and len(values) % 2 == 1:
-            consensus[name] = int(median(values))
+        elif field["kind"] == "rating" and max(values) - min(values) <= 1:
+            consensus[name] = math.floor(median(values))  # between two scores, the more critical one
         else:
             disagreements.append(name)
     return consensus, disagreements

@@ -115,6 +115,15 @@ def test_resolve_reports_ties_and_different_texts():
     assert consensus == {}
 
 
+def test_ratings_one_point_apart_agree_on_the_lower():
+    consensus, disagreements = resolve(SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3},
+                                                {"reply": "Hi", "team": "Billing", "quality": 4}])
+    assert (consensus["quality"], disagreements) == (3, [])
+    _, disagreements = resolve(SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3},
+                                        {"reply": "Hi", "team": "Billing", "quality": 5}])
+    assert disagreements == ["quality"]
+
+
 def test_a_single_answer_is_its_own_consensus():
     consensus, disagreements = resolve(SCHEMA, [{"reply": "Hi", "team": "Billing"}])
     assert (consensus, disagreements) == ({"reply": "Hi", "team": "Billing"}, [])

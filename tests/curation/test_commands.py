@@ -63,3 +63,14 @@ def test_seed_demo_creates_accounts_and_a_dataset_with_planted_pii():
     weeks = KpiObservation.objects.filter(model_name=adapter.name).values("period_start").distinct().count()
     assert weeks == 8
     assert UseCase.objects.get(slug="client-replies").gate
+    # Annotation: two annotators have started the routing check, with a disagreement waiting for a reviewer.
+    from annotation.models import AnnotationProject
+    from annotation.selectors import project_agreement
+
+    routing = AnnotationProject.objects.get(name="Routing check (demo)")
+    assert routing.tasks.filter(status="agreed").count() == 8
+    assert routing.tasks.filter(status="disagreement").count() == 2
+    kappa = next(f for f in project_agreement(routing)["fields"] if f["name"] == "category")["summary"]["cohen_kappa"]
+    assert 0 < kappa < 1
+    assert AnnotationProject.objects.get(name="Reply corrections (demo)").task_count == 30
+    assert "annotator2" in text

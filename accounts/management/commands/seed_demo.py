@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.roles import ROLES
 from accounts.services import roles_sync, user_create
+from annotation.demo import demo_projects_ensure
 from curation.demo import write_tickets
 from curation.models import Dataset, DatasetVersion
 from curation.services import dataset_import
@@ -24,6 +25,7 @@ from training.services import demo_base_models_ensure, training_job_create, trai
 
 DEMO_DATASET = "Support tickets (demo)"
 DEMO_USE_CASE = "client-replies"
+SECOND_ANNOTATOR = "annotator2"
 # Enough for the tiny model to learn the replies' wording (ROUGE-L about 0.27) in about a minute on two cores.
 DEMO_TRAINING = {"max_steps": 120, "learning_rate": 0.005, "lora_r": 16, "max_seq_length": 160, "batch_size": 8}
 # Already through privacy review, so engineers can train on first start (the one above waits for a reviewer).
@@ -57,6 +59,10 @@ class Command(BaseCommand):
             if not user_model.objects.filter(username=role.slug).exists():
                 user_create(username=role.slug, password=password, roles=[role.slug])
             rows.append((role.name, role.slug, password))
+        # A second annotator, so two people can label the same examples and agreement can be measured.
+        if not user_model.objects.filter(username=SECOND_ANNOTATOR).exists():
+            user_create(username=SECOND_ANNOTATOR, password=demo_password(SECOND_ANNOTATOR), roles=["annotator"])
+        rows.append(("Annotator (2nd)", SECOND_ANNOTATOR, demo_password(SECOND_ANNOTATOR)))
         if not Dataset.objects.filter(name=DEMO_DATASET).exists():
             path = write_tickets(settings.VAR_DIR / "demo" / "support_tickets.jsonl")
             upload = dataset_import(
@@ -76,6 +82,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Base model “{model.name}”: {model.parameter_count:,} parameters ({model.architecture})."
             )
+        for project in demo_projects_ensure(
+            routing_dataset=REVIEWED_DATASETS[1][0],
+            replies_dataset=REVIEWED_DATASETS[0][0],
+            curator=curator,
+            annotators=[user_model.objects.get(username=name) for name in ("annotator", SECOND_ANNOTATOR)],
+        ):
+            self.stdout.write(f"Annotation project “{project.name}”: {project.task_count} examples.")
         if not UseCase.objects.filter(slug=DEMO_USE_CASE).exists():
             self._evaluation_demo(engineer=user_model.objects.get(username="engineer"))
         self.stdout.write("\nDemo accounts (username / password):")
