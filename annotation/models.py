@@ -98,7 +98,8 @@ class Task(models.Model):
     class Meta:
         ordering = ["project", "position"]
         permissions = [("adjudicate_task", "Can settle disagreements and mark gold examples")]
-        indexes = [models.Index(fields=["project", "status", "annotation_count"])]
+        # In the order assignment_next reads (examples with answers first), so it stops at the first free one.
+        indexes = [models.Index(fields=["project", "status", "-annotation_count", "position"], name="task_next_idx")]
         constraints = [
             models.UniqueConstraint(fields=["project", "example"], name="task_example_once_per_project"),
             models.UniqueConstraint(fields=["project", "position"], name="task_position_unique"),

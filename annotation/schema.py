@@ -235,8 +235,9 @@ def resolve(schema: dict, answers: list[dict], *, similarity=None) -> tuple[dict
     """The consensus answer of several annotators and the names of the fields they disagree on.
 
     Choice and multiple choice: the strict majority (more than half); rating: the majority, or, when all scores lie
-    within one point, the median (the lower score when it falls between two); text: the answer most similar to the others, agreed when the mean pairwise
-    ROUGE-L F1 reaches ``TEXT_AGREE``. A field on which they disagree has no consensus value and needs a reviewer.
+    within one point, the median (the lower score when it falls between two); text: the answer most similar to the
+    others, agreed when the mean pairwise ROUGE-L F1 reaches ``TEXT_AGREE``. A field on which they disagree has no
+    consensus value and needs a reviewer.
     """
     if similarity is None:
         from annotation.agreement import text_similarity as similarity

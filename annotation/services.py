@@ -205,11 +205,10 @@ def assignment_draft_save(*, assignment: Assignment, annotator, draft: dict, rev
     if assignment.status != Assignment.Status.ACTIVE or assignment.expires_at <= timezone.now():
         raise AnnotationConflict("This example is no longer reserved for you, so the draft was not saved. "
                                  "Ask for the next example to go on.")
-    project = assignment.task.project
-    cleaned = _answer_or_error(project.schema, draft, partial=True)
     if revision is not None and revision != assignment.revision:
         raise AnnotationConflict("You changed this example in another tab or window. "
                                  "This page now shows the newer draft.")
+    cleaned = _answer_or_error(assignment.task.project.schema, draft, partial=True)
     assignment.draft = cleaned
     assignment.draft_saved_at = timezone.now()
     assignment.revision += 1
@@ -245,6 +244,9 @@ def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
         now = timezone.now()
         if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
             conflict = _renew_expired(assignment, task, project, now)
+        if conflict is None and Annotation.objects.filter(task=task, annotator_name=annotator.get_username()).exists():
+            raise AnnotationConflict("Your answer to this example already arrived from Label Studio; that answer is "
+                                     "kept. Ask for the next example to go on.")
         if conflict is None:
             created = Annotation.objects.create(
                 task=task, annotator=annotator, annotator_name=annotator.get_username(), answer=cleaned,

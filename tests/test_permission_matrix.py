@@ -42,6 +42,14 @@ TRAINING_READERS = frozenset({"engineer", "manager", "admin"})  # view_trainingj
 TRAINERS = frozenset({"engineer", "admin"})  # add/change_trainingjob, add_basemodel, download_trainedmodel
 RESULT_READERS = frozenset({"engineer", "manager", "admin"})  # view_evalrun, view_kpiobservation, view_usecase
 EVALUATORS = frozenset({"engineer", "admin"})  # add_evalrun, add_kpiobservation, change_usecase, promote_usecase, ...
+PROJECT_READERS = frozenset(
+    {"curator", "annotator", "annotation_reviewer", "engineer", "manager", "admin"}
+)  # view_annotationproject
+PROJECT_MANAGERS = frozenset({"curator", "engineer", "admin"})  # add_annotationproject
+ANNOTATORS = frozenset({"annotator", "annotation_reviewer", "admin"})  # add_annotation
+ANSWER_READERS = frozenset({"curator", "annotation_reviewer", "engineer", "admin"})  # view_annotation
+ADJUDICATORS = frozenset({"curator", "annotation_reviewer", "admin"})  # adjudicate_task
+LABEL_STUDIO_ADMINS = frozenset({"engineer", "admin"})  # change_labelstudioconnection
 
 CSV = "question,answer\nWhere is my refund?,It was sent on Monday.\nHow do I log in?,Use the link.\n,empty\n"
 
@@ -208,6 +216,43 @@ class World:
         assert first != second
         return use_case
 
+    @cached_property
+    def annotation_project(self):
+        """One answer per example, so a single submission settles an example (publish needs one)."""
+        from annotation.services import annotation_project_create, default_schema
+
+        return annotation_project_create(
+            name="matrix-annotation",
+            version=self.version,
+            actor=None,
+            annotations_per_example=1,
+            schema=default_schema(self.version.dataset),
+        )
+
+    @cached_property
+    def annotator(self):
+        """The caller, who reserves and answers examples; someone else when the caller is anonymous."""
+        return self.user or self.make_user(None, username="matrix-annotator")
+
+    @cached_property
+    def assignment(self):
+        """The caller's own reservation (anyone else's is 404 to them)."""
+        from annotation.services import assignment_next
+
+        return assignment_next(project=self.annotation_project, annotator=self.annotator)
+
+    @cached_property
+    def answered_project(self):
+        """A project where the caller answered one example (so it is settled and can be undone or published)."""
+        from annotation.services import annotation_submit
+
+        annotation_submit(assignment=self.assignment, annotator=self.annotator, answer=ANSWER)
+        return self.annotation_project
+
+    @cached_property
+    def annotated_task(self):
+        return self.answered_project.tasks.filter(annotation_count__gt=0).get()
+
     def upload(self, *, checked: bool = False):
         path = self.tmp_path / "tickets.csv"
         path.write_text(CSV, encoding="utf-8")
@@ -315,6 +360,39 @@ def _job_input(w: World) -> dict:
 
 def checked_upload_id(w):
     return w.upload(checked=True).pk
+
+
+def put(name: str, arg: Callable[[World], int] | None = None, data: Callable[[World], dict] | None = None):
+    return lambda w, c: c.put(reverse(name, args=[arg(w)] if arg else []), data(w) if data else {}, format="json")
+
+
+def delete(name: str, arg: Callable[[World], int]):
+    return lambda w, c: c.delete(reverse(name, args=[arg(w)]))
+
+
+ANSWER = {"response": "It was sent on Monday.", "quality": 4}  # fits the default schema of an SFT dataset
+
+
+def annotation_project_id(w):
+    return w.annotation_project.pk
+
+
+def answered_project_id(w):
+    return w.answered_project.pk
+
+
+def assignment_id(w):
+    return w.assignment.pk
+
+
+def annotated_task_id(w):
+    return w.annotated_task.pk
+
+
+def _annotation_project_input(w: World) -> dict:
+    from annotation.services import default_schema
+
+    return {"name": "matrix-new", "version": w.version.pk, "limit": 2, "schema": default_schema(w.version.dataset)}
 
 
 EXPECTED: dict[tuple[str, str], Endpoint] = {
@@ -520,6 +598,92 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
     ("api/v1/uploads/<int:upload_id>/report/", "GET"): Endpoint(
         UPLOADERS, 200, get("api-upload-report", checked_upload_id)
     ),
+    ("api/v1/annotation/projects/", "GET"): Endpoint(
+        PROJECT_READERS, 200, get("api-annotation-projects", query="?status=open")
+    ),
+    ("api/v1/annotation/projects/", "POST"): Endpoint(
+        PROJECT_MANAGERS, 201, post("api-annotation-projects", data=_annotation_project_input)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/", "GET"): Endpoint(
+        PROJECT_READERS, 200, get("api-annotation-project", annotation_project_id)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/next/", "POST"): Endpoint(
+        ANNOTATORS, 200, post("api-annotation-next", annotation_project_id)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/undo/", "POST"): Endpoint(
+        ANNOTATORS, 200, post("api-annotation-undo", answered_project_id)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/agreement/", "GET"): Endpoint(
+        PROJECT_READERS, 200, get("api-annotation-agreement", answered_project_id)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/tasks/", "GET"): Endpoint(
+        ANSWER_READERS, 200, get("api-annotation-tasks", answered_project_id, "?status=agreed")
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/publish/", "POST"): Endpoint(
+        PROJECT_MANAGERS, 201, post("api-annotation-publish", answered_project_id, lambda w: {"finish": True})
+    ),
+    # No Label Studio connection here: allowed callers get the service's 400 "Set up the Label Studio connection
+    # first" (push) and "not been sent to Label Studio yet" (pull). tests/annotation/test_apis.py runs both against
+    # a real Label Studio.
+    ("api/v1/annotation/projects/<int:project_id>/label-studio/push/", "POST"): Endpoint(
+        PROJECT_MANAGERS, 400, post("api-annotation-label-studio-push", annotation_project_id)
+    ),
+    ("api/v1/annotation/projects/<int:project_id>/label-studio/pull/", "POST"): Endpoint(
+        PROJECT_MANAGERS, 400, post("api-annotation-label-studio-pull", annotation_project_id)
+    ),
+    ("api/v1/annotation/assignments/", "GET"): Endpoint(
+        ANNOTATORS, 200, get("api-annotation-assignments", query="?status=active")
+    ),
+    ("api/v1/annotation/assignments/<int:assignment_id>/", "GET"): Endpoint(
+        ANNOTATORS, 200, get("api-annotation-assignment", assignment_id)
+    ),
+    ("api/v1/annotation/assignments/<int:assignment_id>/draft/", "PUT"): Endpoint(
+        ANNOTATORS,
+        200,
+        put("api-annotation-draft", assignment_id, lambda w: {"draft": {"response": "Sent"}, "revision": 0}),
+    ),
+    ("api/v1/annotation/assignments/<int:assignment_id>/draft/", "POST"): Endpoint(
+        ANNOTATORS,
+        200,
+        post("api-annotation-draft", assignment_id, lambda w: {"draft": {"response": "Sent"}, "revision": 0}),
+    ),
+    ("api/v1/annotation/assignments/<int:assignment_id>/submit/", "POST"): Endpoint(
+        ANNOTATORS, 201, post("api-annotation-submit", assignment_id, lambda w: {"answer": ANSWER})
+    ),
+    ("api/v1/annotation/assignments/<int:assignment_id>/skip/", "POST"): Endpoint(
+        ANNOTATORS, 200, post("api-annotation-skip", assignment_id)
+    ),
+    ("api/v1/annotation/tasks/<int:task_id>/", "GET"): Endpoint(
+        ANSWER_READERS, 200, get("api-annotation-task", annotated_task_id)
+    ),
+    ("api/v1/annotation/tasks/<int:task_id>/adjudicate/", "POST"): Endpoint(
+        ADJUDICATORS, 200, post("api-annotation-adjudicate", annotated_task_id, lambda w: {"answer": ANSWER})
+    ),
+    ("api/v1/annotation/tasks/<int:task_id>/gold/", "POST"): Endpoint(
+        ADJUDICATORS, 200, post("api-annotation-gold", annotated_task_id, lambda w: {"answer": ANSWER})
+    ),
+    ("api/v1/annotation/tasks/<int:task_id>/gold/", "DELETE"): Endpoint(
+        ADJUDICATORS, 200, delete("api-annotation-gold", annotated_task_id)
+    ),
+    ("api/v1/annotation/datasets/<int:dataset_id>/schema/", "GET"): Endpoint(
+        PROJECT_READERS, 200, get("api-annotation-label-schema", dataset_id)
+    ),
+    ("api/v1/annotation/datasets/<int:dataset_id>/schema/", "PUT"): Endpoint(
+        PROJECT_MANAGERS,
+        200,
+        put(
+            "api-annotation-label-schema",
+            dataset_id,
+            lambda w: {"schema": {"fields": [{"name": "reply", "kind": "text"}]}},
+        ),
+    ),
+    ("api/v1/annotation/label-studio/", "GET"): Endpoint(LABEL_STUDIO_ADMINS, 200, get("api-annotation-label-studio")),
+    # Nothing listens on port 9: allowed callers get the service's 400 saying the server cannot be reached.
+    ("api/v1/annotation/label-studio/", "PUT"): Endpoint(
+        LABEL_STUDIO_ADMINS,
+        400,
+        put("api-annotation-label-studio", data=lambda w: {"url": "http://127.0.0.1:9", "token": "matrix-token"}),
+    ),
 }
 
 
@@ -553,7 +717,7 @@ def test_every_api_endpoint_has_decided_permissions():
 
 def test_the_roles_in_the_matrix_are_all_the_roles():
     assert set(ROLES) == {role.slug for role in ROLE_DEFINITIONS} | {"outsider", ANONYMOUS}
-    assert len(ROLES) == 8
+    assert len(ROLES) == 9  # seven roles (incl. annotation_reviewer), outsider, anonymous
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -273,3 +273,21 @@ def test_progress_counts_project_and_personal_work(project, annotator, second):
     assert progress["percent"] == 37.5
     assert progress["settled"] == 1
     assert progress["mine"]["answers"] == 2 and progress["mine"]["percent"] == 50.0
+
+
+def test_the_database_refuses_a_second_active_reservation_of_one_example(project, annotator, second):
+    from django.db import IntegrityError, transaction
+
+    held = services.assignment_next(project=project, annotator=annotator)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Assignment.objects.create(task=held.task, annotator=second, reserved_at=timezone.now(),
+                                  expires_at=timezone.now() + timedelta(minutes=5))
+
+
+def test_an_answer_that_already_came_from_label_studio_is_not_stored_twice(project, annotator):
+    held = services.assignment_next(project=project, annotator=annotator)
+    services.annotation_record_external(task=held.task, annotator=annotator, annotator_name="annotator",
+                                        answer={"team": "Billing"}, seconds=3, label_studio_annotation_id=7)
+    with pytest.raises(AnnotationConflict, match="already arrived from Label Studio"):
+        services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Technical"})
+    assert list(Annotation.objects.values_list("answer", flat=True)) == [{"team": "Billing"}]
