@@ -28,7 +28,7 @@ from accounts.roles import (
     VIEW_PROJECTS,
 )
 from annotation import schema as schemas
-from annotation import selectors, services
+from annotation import selectors, services, services_label_studio
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, Task
 from curation.apis import _choice_error, _dataset_or_404, _describe, _errors
 from curation.models import DatasetVersion
@@ -48,13 +48,6 @@ def _conflict_is_409():
         yield
     except services.AnnotationConflict as exc:
         raise Conflict(" ".join(exc.messages)) from None
-
-
-def _label_studio():
-    # Imported when called: the Label Studio services are their own module, with their own client dependency.
-    from annotation import services_label_studio
-
-    return services_label_studio
 
 
 # --- lookups: permission first (403), then the object (404) -----------------------------------
@@ -930,7 +923,7 @@ class LabelStudioConnectionApi(APIView):
     )
     def get(self, request):
         return Response(
-            LabelStudioConnectionOutput(_connection_output(_label_studio().label_studio_connection_get())).data
+            LabelStudioConnectionOutput(_connection_output(services_label_studio.label_studio_connection_get())).data
         )
 
     @extend_schema(
@@ -946,7 +939,7 @@ class LabelStudioConnectionApi(APIView):
     def put(self, request):
         data = LabelStudioConnectionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        connection = _label_studio().label_studio_connection_save(actor=request.user, **data.validated_data)
+        connection = services_label_studio.label_studio_connection_save(actor=request.user, **data.validated_data)
         return Response(LabelStudioConnectionOutput(_connection_output(connection)).data)
 
 
@@ -965,7 +958,7 @@ class ProjectLabelStudioPushApi(APIView):
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
-        project = _label_studio().label_studio_push(project=project, actor=request.user)
+        project = services_label_studio.label_studio_push(project=project, actor=request.user)
         return Response(ProjectOutput(project, context={"request": request}).data)
 
 
@@ -984,5 +977,5 @@ class ProjectLabelStudioPullApi(APIView):
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
-        report = _label_studio().label_studio_pull(project=project, actor=request.user)
+        report = services_label_studio.label_studio_pull(project=project, actor=request.user)
         return Response(PullReportOutput(report).data)

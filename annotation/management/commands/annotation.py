@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation import selectors, services
 from annotation.models import AnnotationProject
+from annotation.services_label_studio import label_studio_pull, label_studio_push
 from curation.management.commands.import_dataset import _plain
 from curation.models import DatasetVersion
 
@@ -150,7 +151,6 @@ class Command(BaseCommand):
         }
 
     def _push(self, options) -> dict:
-        from annotation.services_label_studio import label_studio_push
 
         project = label_studio_push(project=self._project(options), actor=self._actor(options))
         return {
@@ -161,7 +161,6 @@ class Command(BaseCommand):
         }
 
     def _pull(self, options) -> dict:
-        from annotation.services_label_studio import label_studio_pull
 
         report = label_studio_pull(project=self._project(options), actor=self._actor(options))
         return {"project_id": options["project_id"], **report}
