@@ -108,8 +108,8 @@ def annotation_project_create(
 
 
 def _tasks_create(project: AnnotationProject, version: DatasetVersion, limit: int | None) -> int:
-    """One task per example in row order, written by the database in one statement (100k tasks in well under a
-    second, where building model instances took about 9 s)."""
+    """One task per example in row order, written by the database in one statement (100k tasks: 1.5 s on two cores,
+    where building model instances took 9 s; bench/annotation.py)."""
     table = Task._meta.db_table
     example_table = Example._meta.db_table
     empty_list = "'[]'::jsonb" if connection.vendor == "postgresql" else "'[]'"
