@@ -8,6 +8,7 @@ from accounts.roles import (
     VIEW_JOBS,
     VIEW_KPIS,
     VIEW_MODELS,
+    VIEW_PROJECTS,
     VIEW_USE_CASES,
     role_names_of,
 )
@@ -24,6 +25,8 @@ def navigation(request):
     if user.has_perm(UPLOAD):
         items.append(("Upload", reverse("curation:upload_create")))
         items.append(("Imports", reverse("curation:upload_list")))
+    if user.has_perm(VIEW_PROJECTS):
+        items.append(("Annotate", reverse("annotation:project_list")))
     if user.has_perm(VIEW_JOBS):
         items.append(("Training", reverse("training:job_list")))
     if user.has_perm(VIEW_MODELS):

@@ -8,6 +8,7 @@ annotators; a task's consensus is computed when it has ``annotations_per_example
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -188,11 +189,16 @@ def assignment_next(*, project: AnnotationProject, annotator) -> Assignment | No
             )
             if task is None:
                 return None
+            # An example coming back to someone (their reservation ran out) brings back what they had typed.
+            earlier = (Assignment.objects.filter(task=task, annotator=annotator, status=Assignment.Status.EXPIRED)
+                       .exclude(draft={}).order_by("-reserved_at", "-id").first())
             try:
                 with transaction.atomic():
                     assignment = Assignment.objects.create(
                         task=task, annotator=annotator, reserved_at=now,
                         expires_at=now + timedelta(minutes=project.reservation_minutes),
+                        draft=earlier.draft if earlier else {},
+                        draft_saved_at=earlier.draft_saved_at if earlier else None,
                     )
             except IntegrityError:
                 continue  # someone reserved it between our read and our write: take the next one
@@ -277,7 +283,8 @@ def _renew_expired(assignment: Assignment, task: Task, project: AnnotationProjec
              .exclude(pk=assignment.pk).exists())
     done = task.annotation_count >= project.annotations_per_example or task.status != Task.Status.OPEN
     if taken or done or not project.is_open:
-        why = "someone else is annotating it now" if taken else "it already has all the answers it needs"
+        why = ("the project has been finished" if not project.is_open
+               else "someone else is annotating it now" if taken else "it already has all the answers it needs")
         return (f"Your reservation on this example ran out at {ended} and {why}, so your answer was not counted. "
                 "It is kept as a draft; ask for the next example to go on.")
     try:
@@ -447,13 +454,58 @@ def _apply_answers(project: AnnotationProject, version: DatasetVersion) -> None:
     flush()
 
 
+def _new_text_check(project: AnnotationProject) -> dict:
+    """Look for personal data in the text annotators wrote (not in what they kept from the reviewed example).
+
+    The source version passed privacy review, but a corrected reply is new text and could carry a name or a phone
+    number. Each settled text answer that differs from the example's reviewed target is run through the same
+    Presidio detector as the privacy review; a finding counts only when its value is not already in the reviewed
+    example (a surrogate name kept from the original is not new personal data).
+    """
+    from curation.models import RedactionRun
+    from curation.services_redaction import _engine, redaction_config_clean
+
+    text_fields = [field for field in project.schema["fields"] if field["kind"] == "text"]
+    result = {"texts": 0, "findings": 0, "entities": {}, "rows": []}
+    if not text_fields:
+        return result
+    written: list[tuple[int, str, str, str]] = []  # row, new text, reviewed input, reviewed target
+    settled = (Task.objects.filter(project=project, status__in=Task.SETTLED)
+               .values_list("example__row_index", "answer", "example__input", "example__target"))
+    for row_index, answer, source_input, source_target in settled.iterator(chunk_size=TASK_BATCH):
+        for field in text_fields:
+            value = (answer or {}).get(field["name"])
+            if value and value.strip() != (source_target or "").strip():
+                written.append((row_index, value, source_input, source_target))
+    result["texts"] = len(written)
+    if not written:
+        return result
+    run = (RedactionRun.objects.filter(result_version__dataset=project.version.dataset,
+                                       status=RedactionRun.Status.APPROVED).order_by("-created_at").first())
+    config = redaction_config_clean(run.config if run else None)
+    engine = _engine(json.dumps(config, sort_keys=True), project.version.dataset_id)
+    for (row_index, _new_text, source_input, source_target), findings in zip(
+            written, engine.detect(item[1] for item in written), strict=True):
+        reviewed = f"{source_input}\n{source_target}".casefold()
+        new = [finding for finding in findings if finding.text.casefold() not in reviewed]
+        for finding in new:
+            result["entities"][finding.entity_type] = result["entities"].get(finding.entity_type, 0) + 1
+        if new:
+            result["findings"] += len(new)
+            if len(result["rows"]) < 20:
+                result["rows"].append(row_index)
+    return result
+
+
 @transaction.atomic
 def annotation_project_publish(*, project: AnnotationProject, actor, finish: bool = False,
                                settled_only: bool = False) -> DatasetVersion:
     """A new version of the project's dataset with the consensus and adjudicated answers written in.
 
     Every row of the source version is kept (``settled_only`` keeps only the rows with a settled answer), so the new
-    version traces back to the source row by row. ``finish`` also closes the project to annotators.
+    version traces back to the source row by row. ``finish`` also closes the project to annotators. The version is
+    approved like its source unless the text annotators wrote holds personal data (``_new_text_check``): then it
+    waits for a privacy review before anything can use it.
     """
     project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
     version_require_approved(project.version)
@@ -468,12 +520,17 @@ def annotation_project_publish(*, project: AnnotationProject, actor, finish: boo
         raise ValidationError("No example has a settled answer yet: examples need their answers to agree, or a "
                               "reviewer's decision, before they can go into a new version.")
     keep = project.version.examples.filter(pk__in=settled.values("example_id")) if settled_only else None
+    privacy_check = _new_text_check(project)
     version = _version_derive(
         parent=project.version, operation=DatasetVersion.Operation.ANNOTATE,
         params={"annotation_project": project.pk, "project_name": project.name, "settled_only": settled_only,
-                **counts},
+                **counts, "privacy_check": privacy_check},
         actor=actor, keep=keep, transform=lambda new: _apply_answers(project, new),
     )
+    if privacy_check["findings"]:
+        # New personal data may have been typed in: the version waits for a privacy reviewer like an import.
+        version.privacy = DatasetVersion.Privacy.RAW
+        version.save(update_fields=["privacy"])
     if finish and project.is_open:
         project.status = AnnotationProject.Status.FINISHED
         project.save(update_fields=["status"])
@@ -481,7 +538,8 @@ def annotation_project_publish(*, project: AnnotationProject, actor, finish: boo
             status=Assignment.Status.EXPIRED, finished_at=timezone.now()
         )
     audit_record(actor=actor, action="annotation_project.publish", obj=project,
-                 after={"version": version.pk, "finished": finish, **counts})
+                 after={"version": version.pk, "finished": finish, "privacy": version.privacy, **counts,
+                        "privacy_check": privacy_check})
     return version
 
 

@@ -51,7 +51,8 @@ def test_logout_is_a_post_form_in_the_navigation(client, curator):
         ("admin", ["Upload a file", "Read the audit log"], []),
         ("privacy_reviewer", ["See the datasets", "read, search and filter"], ["Upload a file", "Clean a dataset"]),
         ("manager", ["See the datasets", "not the text of the rows"], ["Upload a file", "read, search and filter"]),
-        ("annotator", ["nothing for your account to open here yet", "Annotator"], ["See the datasets"]),
+        ("annotator", ["Label examples", "Annotator"], ["See the datasets", "Settle disagreements"]),
+        ("annotation_reviewer", ["Label examples", "Settle disagreements"], ["See the datasets", "Upload a file"]),
         ("outsider", ["Your account has no role yet"], ["See the datasets"]),
     ],
 )

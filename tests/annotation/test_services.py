@@ -291,3 +291,62 @@ def test_an_answer_that_already_came_from_label_studio_is_not_stored_twice(proje
     with pytest.raises(AnnotationConflict, match="already arrived from Label Studio"):
         services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Technical"})
     assert list(Annotation.objects.values_list("answer", flat=True)) == [{"team": "Billing"}]
+
+
+def test_an_example_that_comes_back_brings_back_the_draft(project, annotator):
+    held = services.assignment_next(project=project, annotator=annotator)
+    services.assignment_draft_save(assignment=held, annotator=annotator, draft={"quality": 2})
+    _expire(held)
+    again = services.assignment_next(project=project, annotator=annotator)
+    assert again.task_id == held.task_id and again.pk != held.pk
+    assert again.draft == {"quality": 2}
+
+
+def test_late_answer_to_a_finished_project_says_so(project, annotator, second, engineer):
+    held = services.assignment_next(project=project, annotator=annotator)
+    _expire(held)
+    other = services.assignment_next(project=project, annotator=second)
+    services.annotation_submit(assignment=other, annotator=second, answer={"team": "Billing"})
+    # Settle one example so the project can be published and finished.
+    services.task_adjudicate(task=Task.objects.get(pk=other.task_id), actor=engineer, answer={"team": "Billing"})
+    services.annotation_project_publish(project=project, actor=engineer, finish=True)
+    with pytest.raises(AnnotationConflict, match="project has been finished"):
+        services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Billing"})
+
+
+REPLY_SCHEMA = {"instructions": "Correct the reply.",
+                "fields": [{"name": "reply", "kind": "text", "writes": "target"}]}
+
+
+@pytest.fixture
+def reply_project(engineer):
+    version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED)
+    for i in range(2):
+        ExampleFactory(version=version, row_index=i, input=f"Ticket {i} from Dana Whitfield: invoice is wrong",
+                       target="Hello Dana Whitfield, we fixed the invoice.")
+    return services.annotation_project_create(name="Replies", version=version, actor=engineer,
+                                              annotations_per_example=1, schema=REPLY_SCHEMA)
+
+
+def test_new_text_without_personal_data_keeps_the_version_approved(reply_project, annotator, engineer):
+    # The name was already in the reviewed example, so keeping it adds no personal data.
+    submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, sorry: we fixed the invoice today."})
+    submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, we fixed the invoice."})
+    new = services.annotation_project_publish(project=reply_project, actor=engineer)
+    assert new.is_approved
+    assert new.operation_params["privacy_check"] == {"texts": 1, "findings": 0, "entities": {}, "rows": []}
+
+
+def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review(reply_project, annotator,
+                                                                                 engineer):
+    submit(reply_project, annotator, {"reply": "Hello Dana, call me on 617-555-0134 or write to jo.m@example.org."})
+    submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, we fixed the invoice."})
+    new = services.annotation_project_publish(project=reply_project, actor=engineer)
+    assert new.privacy == DatasetVersion.Privacy.RAW
+    check = new.operation_params["privacy_check"]
+    assert check["rows"] == [0]
+    assert {"PHONE_NUMBER", "EMAIL_ADDRESS"} <= set(check["entities"])
+    with pytest.raises(ValidationError, match="privacy review"):
+        from curation.services import version_require_approved
+
+        version_require_approved(new)

@@ -1,0 +1,222 @@
+// Labelling page: keyboard shortcuts, autosave of the draft and the clock of visible seconds.
+// The page works without this script (every action is a button of a form); nothing here builds HTML from data:
+// example text and labels only ever go through value, checked and textContent.
+(function () {
+  "use strict";
+
+  var form = document.getElementById("label-form");
+  var status = document.getElementById("label-status");
+  var saveStatus = document.getElementById("save-status");
+  var submitting = false;
+
+  var click = function (id) {
+    var button = document.getElementById(id);
+    if (!button || button.disabled) { return false; }
+    submitting = true;
+    button.click();
+    return true;
+  };
+
+  var say = function (message, isError) {
+    if (!status) { return; }
+    status.textContent = message || "";
+    status.classList.toggle("is-error", Boolean(isError));
+  };
+
+  var isTextEntry = function (element) {
+    if (!element || !element.tagName) { return false; }
+    var tag = element.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable) { return true; }
+    return tag === "INPUT" && !/^(radio|checkbox|button|submit|hidden)$/i.test(element.type);
+  };
+
+  // --- the clock: seconds while the tab is visible --------------------------------------------------------------
+
+  var secondsInput = document.getElementById("active-seconds");
+  var timer = document.getElementById("timer");
+  var base = form ? parseFloat(form.dataset.seconds) || 0 : 0;
+  var since = document.hidden ? null : performance.now();
+  var seconds = function () { return base + (since === null ? 0 : (performance.now() - since) / 1000); };
+  var showTime = function () {
+    if (!timer) { return; }
+    var total = Math.floor(seconds());
+    timer.textContent = total < 60 ? total + " s" : Math.floor(total / 60) + " min " + (total % 60) + " s";
+  };
+  if (form) {
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) {
+        base = seconds();
+        since = null;
+      } else if (since === null) {
+        since = performance.now();
+      }
+    });
+    window.setInterval(showTime, 1000);
+  }
+
+  // --- autosave -----------------------------------------------------------------------------------------------------
+
+  var revision = document.getElementById("revision");
+  var pending = null;
+  var inFlight = false;
+  var again = false;
+
+  var answerInputs = function () {
+    return form.querySelectorAll('[name^="answer-"]');
+  };
+
+  var applyDraft = function (draft) {
+    answerInputs().forEach(function (input) {
+      var name = input.name.slice("answer-".length);
+      var value = Object.prototype.hasOwnProperty.call(draft, name) ? draft[name] : null;
+      if (input.tagName === "TEXTAREA") {
+        input.value = value === null ? "" : String(value);
+      } else {
+        var wanted = Array.isArray(value) ? value.map(String) : (value === null ? [] : [String(value)]);
+        input.checked = wanted.indexOf(input.value) !== -1;
+      }
+    });
+  };
+
+  var setSaved = function (text, isError) {
+    if (!saveStatus) { return; }
+    saveStatus.textContent = text;
+    saveStatus.classList.toggle("is-error", Boolean(isError));
+  };
+
+  var save = function () {
+    pending = null;
+    if (submitting) { return; }
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = true;
+    secondsInput.value = seconds().toFixed(1);
+    setSaved("Saving…", false);
+    var body = new FormData(form);
+    fetch(form.dataset.draftUrl, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (response) {
+        var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+        if (!json) { throw new Error("HTTP " + response.status); }
+        return response.json().then(function (data) { return { status: response.status, data: data }; });
+      })
+      .then(function (answer) {
+        var data = answer.data;
+        if (data.ok) {
+          revision.value = String(data.revision);
+          setSaved("Saved " + data.saved_at, false);
+          return;
+        }
+        if (answer.status === 409 && data.draft) {
+          // Another tab saved a newer draft: show it, and save from here on top of it.
+          applyDraft(data.draft);
+          revision.value = String(data.revision);
+          setSaved("Newer draft loaded", true);
+        } else {
+          setSaved("Not saved", true);
+        }
+        say(data.message, true);
+      })
+      .catch(function (error) {
+        var why = /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
+        setSaved("Not saved", true);
+        say("The draft was not saved: " + why + ". Your answer is still on this page.", true);
+      })
+      .then(function () {
+        inFlight = false;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      });
+  };
+
+  var schedule = function () {
+    if (pending !== null) { window.clearTimeout(pending); }
+    setSaved("Changes not saved yet", false);
+    pending = window.setTimeout(save, 1000);
+  };
+
+  if (form) {
+    form.addEventListener("input", function (event) {
+      if (event.target.name && event.target.name.indexOf("answer-") === 0) { schedule(); }
+    });
+    form.addEventListener("change", function (event) {
+      if (event.target.name && event.target.name.indexOf("answer-") === 0 && event.target.tagName !== "TEXTAREA") {
+        schedule();
+      }
+    });
+    form.addEventListener("submit", function () {
+      submitting = true;
+      if (pending !== null) { window.clearTimeout(pending); }
+      secondsInput.value = seconds().toFixed(1);
+    });
+  }
+
+  // --- keys -----------------------------------------------------------------------------------------------------------
+
+  var keyed = {};
+  if (form) {
+    form.querySelectorAll("input[data-key]").forEach(function (input) { keyed[input.dataset.key] = input; });
+  }
+
+  var choose = function (input) {
+    if (input.type === "checkbox") {
+      input.checked = !input.checked;
+    } else {
+      input.checked = true;
+    }
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    var option = input.closest(".an-option");
+    if (option) {
+      option.classList.remove("is-flash");
+      void option.offsetWidth;  // restart the short highlight
+      option.classList.add("is-flash");
+    }
+  };
+
+  document.addEventListener("keydown", function (event) {
+    if (submitting || event.defaultPrevented) { return; }
+    var target = event.target;
+    if (isTextEntry(target)) {
+      if (event.key === "Escape") {
+        target.blur();
+        event.preventDefault();
+      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form && form.contains(target)) {
+        event.preventDefault();
+        click("submit-button");
+      }
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey) { return; }
+    var tag = target && target.tagName;
+    if (event.key === "Enter") {
+      // Buttons, links and the "response as it is now" toggle keep their own Enter.
+      if (tag === "BUTTON" || tag === "A" || tag === "SUMMARY") { return; }
+      event.preventDefault();
+      if (!click("submit-button")) { click("next-button"); }
+      return;
+    }
+    var key = event.key.length === 1 ? event.key.toLowerCase() : "";
+    if (!key) { return; }
+    if (Object.prototype.hasOwnProperty.call(keyed, key)) {
+      event.preventDefault();
+      choose(keyed[key]);
+    } else if (key === "c" && form && form.querySelector("textarea")) {
+      event.preventDefault();
+      form.querySelector("textarea").focus();
+    } else if (key === "s") {
+      event.preventDefault();
+      click("skip-button");
+    } else if (key === "u") {
+      event.preventDefault();
+      click("undo-button");
+    }
+  });
+})();
