@@ -144,9 +144,10 @@ class PublishForm(forms.Form):
 
 
 class LabelStudioConnectionForm(forms.Form):
-    url = forms.URLField(
+    # A CharField: the service checks the address itself, and also accepts internal names (http://labelstudio:8080)
+    # that Django's URL validator refuses.
+    url = forms.CharField(
         label="Label Studio address",
-        assume_scheme="https",
         max_length=200,
         help_text="The address you open Label Studio at, e.g. https://label-studio.example.org.",
         error_messages={
