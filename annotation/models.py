@@ -92,6 +92,7 @@ class Task(models.Model):
     )
     adjudicated_at = models.DateTimeField(null=True, blank=True)
     label_studio_task_id = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last change of its answers, status or gold answer.")
 
     objects = TaskQuerySet.as_manager()
 

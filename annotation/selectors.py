@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import median
 
-from django.db.models import Count, Q, Sum
+from django.core.cache import cache
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from annotation import agreement
 from annotation import schema as schemas
 from annotation.models import Annotation, AnnotationProject, Assignment, Task
 from curation.models import DatasetVersion
+
+AGREEMENT_CACHE_SECONDS = 24 * 3600
 
 
 def projects_visible(user):
@@ -77,6 +80,16 @@ def _tables(project: AnnotationProject) -> tuple[dict[str, dict], dict[int, dict
 
 
 def project_agreement(project: AnnotationProject) -> dict:
+    """``agreement_compute``, cached until an answer, a settled answer or a gold answer of the project changes
+    (every such change saves its task, so the newest task change and the answer count identify the state).
+    ROUGE-L over thousands of free-text pairs takes seconds; the project page should not."""
+    stamp = Task.objects.filter(project=project).aggregate(changed=Max("updated_at"), answers=Sum("annotation_count"))
+    changed = stamp["changed"].timestamp() if stamp["changed"] else 0
+    key = f"annotation:agreement:{project.pk}:{changed}:{stamp['answers'] or 0}"
+    return cache.get_or_set(key, lambda: agreement_compute(project), AGREEMENT_CACHE_SECONDS)
+
+
+def agreement_compute(project: AnnotationProject) -> dict:
     """Agreement per field (Cohen's kappa for two annotators, Fleiss' kappa and Krippendorff's alpha for more,
     ROUGE-L similarity for free text), per option of each choice field (that option against the rest), and per
     annotator: agreement with the others, accuracy on gold examples, answers and median time."""

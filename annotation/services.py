@@ -119,11 +119,11 @@ def _tasks_create(project: AnnotationProject, version: DatasetVersion, limit: in
         cursor.execute(
             # Table names and the JSON literal are constants; the values are parameters.
             f"""INSERT INTO {table} (project_id, example_id, position, status, annotation_count, disagreements,
-                                     is_gold)
-                SELECT %s, id, ROW_NUMBER() OVER (ORDER BY row_index) - 1, %s, 0, {empty_list}, %s
+                                     is_gold, updated_at)
+                SELECT %s, id, ROW_NUMBER() OVER (ORDER BY row_index) - 1, %s, 0, {empty_list}, %s, %s
                 FROM (SELECT id, row_index FROM {example_table} WHERE version_id = %s ORDER BY row_index{limit_sql})
                      chosen""",  # noqa: S608
-            [project.pk, Task.Status.OPEN, False, version.pk, *([limit] if limit is not None else [])],
+            [project.pk, Task.Status.OPEN, False, timezone.now(), version.pk, *([limit] if limit is not None else [])],
         )
         return cursor.rowcount
 
@@ -355,7 +355,7 @@ def _task_settle(task: Task) -> Task:
         task.disagreements = disagreements
     else:
         task.status, task.answer, task.disagreements = Task.Status.OPEN, None, []
-    task.save(update_fields=["annotation_count", "status", "answer", "disagreements"])
+    task.save(update_fields=["annotation_count", "status", "answer", "disagreements", "updated_at"])
     return task
 
 
@@ -391,7 +391,7 @@ def task_adjudicate(*, task: Task, actor, answer: dict) -> Task:
     task.answer = cleaned
     task.adjudicated_by = actor
     task.adjudicated_at = timezone.now()
-    task.save(update_fields=["status", "answer", "adjudicated_by", "adjudicated_at"])
+    task.save(update_fields=["status", "answer", "adjudicated_by", "adjudicated_at", "updated_at"])
     audit_record(actor=actor, action="task.adjudicate", obj=task, before=before, after={"answer": cleaned})
     return task
 
@@ -405,7 +405,7 @@ def task_gold_set(*, task: Task, actor, answer: dict | None) -> Task:
         task.is_gold, task.gold_answer = False, None
     else:
         task.is_gold, task.gold_answer = True, _answer_or_error(task.project.schema, answer)
-    task.save(update_fields=["is_gold", "gold_answer"])
+    task.save(update_fields=["is_gold", "gold_answer", "updated_at"])
     audit_record(actor=actor, action="task.gold", obj=task, before=before,
                  after={"is_gold": task.is_gold, "gold_answer": task.gold_answer})
     return task

@@ -350,3 +350,21 @@ def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review
         from curation.services import version_require_approved
 
         version_require_approved(new)
+
+
+def test_agreement_figures_follow_every_new_answer_and_gold_change(project, annotator, second, engineer):
+    def team():
+        report = selectors.project_agreement(project)
+        return next(f for f in report["fields"] if f["name"] == "team")["summary"], report
+
+    submit(project, annotator, {"team": "Billing"})
+    submit(project, second, {"team": "Billing"})
+    assert team()[0]["percent_agreement"] == 1.0
+    assert team()[0]["pairs"] == 1  # asked twice: the cached figures
+    submit(project, annotator, {"team": "Billing"})
+    submit(project, second, {"team": "Technical"})
+    assert team()[0]["percent_agreement"] == 0.5
+    task = Task.objects.get(project=project, position=0)
+    services.task_gold_set(task=task, actor=engineer, answer={"team": "Technical"})
+    people = {row["name"]: row for row in team()[1]["annotators"]}
+    assert people["annotator"]["gold"]["accuracy"] == 0.0
