@@ -8,7 +8,6 @@ annotators; a task's consensus is computed when it has ``annotations_per_example
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,6 +19,7 @@ from annotation import schema as schemas
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, Task
 from curation.models import Dataset, DatasetVersion, Example, TaskType
 from curation.services import _version_derive, version_require_approved
+from curation.services_redaction import engine_for_dataset
 from curation.text import quality_flags, row_hash, text_hash
 
 TASK_BATCH = 2000
@@ -462,9 +462,6 @@ def _new_text_check(project: AnnotationProject) -> dict:
     Presidio detector as the privacy review; a finding counts only when its value is not already in the reviewed
     example (a surrogate name kept from the original is not new personal data).
     """
-    from curation.models import RedactionRun
-    from curation.services_redaction import _engine, redaction_config_clean
-
     text_fields = [field for field in project.schema["fields"] if field["kind"] == "text"]
     result = {"texts": 0, "findings": 0, "entities": {}, "rows": []}
     if not text_fields:
@@ -480,10 +477,7 @@ def _new_text_check(project: AnnotationProject) -> dict:
     result["texts"] = len(written)
     if not written:
         return result
-    run = (RedactionRun.objects.filter(result_version__dataset=project.version.dataset,
-                                       status=RedactionRun.Status.APPROVED).order_by("-created_at").first())
-    config = redaction_config_clean(run.config if run else None)
-    engine = _engine(json.dumps(config, sort_keys=True), project.version.dataset_id)
+    engine = engine_for_dataset(project.version.dataset_id)
     for (row_index, _new_text, source_input, source_target), findings in zip(
             written, engine.detect(item[1] for item in written), strict=True):
         reviewed = f"{source_input}\n{source_target}".casefold()

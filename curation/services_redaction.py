@@ -99,6 +99,15 @@ def engine_for(run: RedactionRun) -> pii.PiiEngine:
     return _engine(json.dumps(run.config, sort_keys=True), run.version.dataset_id)
 
 
+def engine_for_dataset(dataset_id: int) -> pii.PiiEngine:
+    """The detector of the dataset's last approved review (its entity types, thresholds, allow and deny lists), or
+    the default one: for checking new text written into a reviewed dataset."""
+    run = (RedactionRun.objects.filter(version__dataset_id=dataset_id, status=RedactionRun.Status.APPROVED)
+           .order_by("-created_at", "-id").first())
+    config = redaction_config_clean(run.config if run else None)
+    return _engine(json.dumps(config, sort_keys=True), dataset_id)
+
+
 def _dataset_key(dataset_id: int) -> bytes:
     """A per-dataset secret: pseudonyms are consistent inside a dataset and unrelated across datasets."""
     return hashlib.sha256(f"{settings.TUNINGDESK_PII_KEY}:dataset:{dataset_id}".encode()).digest()
