@@ -7,4 +7,4 @@ def test_roles_sync_gives_each_role_its_permissions(make_user):
     assert curator.has_perm("curation.add_upload")
     assert not manager.has_perm("curation.add_upload")
     assert manager.has_perm("curation.view_dataset")
-    assert len(ROLES) == 6
+    assert len(ROLES) == 7
