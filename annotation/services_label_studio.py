@@ -294,6 +294,15 @@ def label_studio_pull(*, project: AnnotationProject, actor) -> dict:
                     }
                 )
                 continue
+            if existing is not None and existing.source == Annotation.Source.APP:
+                invalid.append(
+                    {
+                        "task": task.label_studio_task_id,
+                        "annotation": ls_annotation_id,
+                        "error": f"{name} already answered this example in Tuning Desk; that answer is kept.",
+                    }
+                )
+                continue
             if (
                 existing is not None
                 and existing.answer == answer

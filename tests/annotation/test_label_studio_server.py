@@ -360,3 +360,24 @@ def test_answers_move_to_our_user_once_their_e_mail_is_known_here(
     assert (report["imported"], report["updated"], report["unchanged"]) == (0, 1, 0)
     moved = Annotation.objects.get()
     assert (moved.annotator, moved.annotator_name, moved.answer["team"]) == (bob, "bob", "Technical")
+
+
+def test_an_answer_given_here_is_not_overwritten_from_label_studio(
+    make_project, make_user, label_studio_connection, label_studio_sdk
+):
+    from annotation.services import annotation_submit, assignment_next
+
+    email = f"{_unique('cleo')}@example.org"
+    cleo = make_user("annotator", username=_unique("cleo"), email=email)
+    ls_cleo = label_studio_sdk.users.create(username=email, email=email)
+    project = label_studio_push(project=make_project(rows=1), actor=None)
+    held = assignment_next(project=project, annotator=cleo)
+    annotation_submit(assignment=held, annotator=cleo, answer={"reply": "Mine, here", "team": "Technical"})
+    _annotate(label_studio_sdk, held.task.label_studio_task_id, {"reply": "There", "team": "it's"},
+              schema=project.schema, by=ls_cleo.id)
+
+    report = label_studio_pull(project=project, actor=None)
+
+    assert report["imported"] == report["updated"] == 0
+    assert "already answered this example in Tuning Desk" in report["invalid"][0]["error"]
+    assert Annotation.objects.get().answer == {"reply": "Mine, here", "team": "Technical"}
