@@ -588,6 +588,9 @@ def test_reviewer_settles_a_disagreement_with_one_click_and_the_curator_publishe
     assert f"Version {new.number} of Support tickets is ready: 3 settled answers" in page
     assert reverse("curation:version_detail", args=[new.pk]) in page
     assert new.examples.get(row_index=task.example.row_index).label == "Technical"
+    version_page = client.get(reverse("curation:version_detail", args=[new.pk])).content.decode()
+    assert "written in: 3 examples settled (1 by a reviewer)" in version_page
+    assert url("project_detail", project.pk) in version_page
     project.refresh_from_db()
     assert not project.is_open and "Reopen for annotation" in page
     client.post(url("project_reopen", project.pk))
@@ -681,3 +684,23 @@ def test_push_and_pull_from_the_project_page(client, engineer, project, label_st
     task.refresh_from_db()
     assert task.annotation_count == 1
     assert Annotation.objects.get(task=task).source == Annotation.Source.LABEL_STUDIO
+
+
+def test_publishing_text_with_new_personal_data_warns_and_waits_for_privacy_review(client, curator, annotator):
+    version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED)
+    ExampleFactory(version=version, row_index=0, input="My invoice is wrong.", target="We fixed it.")
+    project = services.annotation_project_create(
+        name="Reply fixes", version=version, actor=curator, annotations_per_example=1,
+        schema={"fields": [{"name": "reply", "kind": "text", "writes": "target"}]},
+    )
+    held = services.assignment_next(project=project, annotator=annotator)
+    services.annotation_submit(assignment=held, annotator=annotator,
+                               answer={"reply": "We fixed it. Call Maria Lopez on 617-555-0134 if not."})
+    client.force_login(curator)
+    page = client.post(url("project_publish", project.pk), follow=True).content.decode()
+    assert "seems to hold personal data" in page and "PHONE_NUMBER" in page
+    assert "Waits for privacy review" in page
+    new = DatasetVersion.objects.get(operation=DatasetVersion.Operation.ANNOTATE)
+    assert new.privacy == DatasetVersion.Privacy.RAW
+    version_page = client.get(reverse("curation:version_detail", args=[new.pk])).content.decode()
+    assert "so this version waits for a privacy review" in version_page
