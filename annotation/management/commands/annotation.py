@@ -39,7 +39,7 @@ class Command(BaseCommand):
         publish.add_argument("--finish", action="store_true", help="Also close the project to annotators.")
         publish.add_argument("--settled-only", action="store_true", help="Keep only the rows with a settled answer.")
 
-        push = actions.add_parser("label-studio-push", help="Create or update the project in Label Studio.")
+        push = actions.add_parser("label-studio-push", help="Send the project and its examples to Label Studio (once).")
         push.add_argument("project_id", type=int)
         pull = actions.add_parser("label-studio-pull", help="Import the answers made in Label Studio.")
         pull.add_argument("project_id", type=int)
