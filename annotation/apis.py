@@ -381,6 +381,9 @@ class ProjectInput(serializers.Serializer):
     schema = serializers.JSONField(
         required=False, allow_null=True, help_text="A label schema; default: the dataset's saved schema."
     )
+    gold_count = serializers.IntegerField(
+        default=0, min_value=0, help_text="Examples whose label or target is already known, marked gold with it."
+    )
 
     def resolve(self) -> dict:
         values = dict(self.validated_data)

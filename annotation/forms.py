@@ -101,6 +101,14 @@ class ProjectForm(forms.Form):
         required=False,
         help_text="Leave empty to annotate every example of the version.",
     )
+    gold_count = forms.IntegerField(
+        label="Gold examples",
+        min_value=0,
+        initial=0,
+        required=False,
+        help_text="Examples whose label or response is already known, used to check annotators: their answers are "
+        "compared with the known one. Annotators do not see which examples are gold.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

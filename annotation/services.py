@@ -77,9 +77,13 @@ def label_schema_save(*, dataset: Dataset, schema: dict, actor) -> LabelSchema:
 @transaction.atomic
 def annotation_project_create(
     *, name: str, version: DatasetVersion, actor, annotations_per_example: int = 2, reservation_minutes: int = 30,
-    limit: int | None = None, schema: dict | None = None,
+    limit: int | None = None, schema: dict | None = None, gold_count: int = 0,
 ) -> AnnotationProject:
-    """A project over an approved version: one task per example (the first ``limit`` in row order)."""
+    """A project over an approved version: one task per example (the first ``limit`` in row order).
+
+    ``gold_count`` examples whose label or target is already known (the fields the schema writes) become gold
+    examples with that answer, spread evenly over the project, to check annotators from the first day.
+    """
     version_require_approved(version)
     if schema is None:
         saved = LabelSchema.objects.filter(dataset=version.dataset).first()
@@ -96,6 +100,8 @@ def annotation_project_create(
         raise ValidationError({"reservation_minutes": "A reservation lasts 1 minute to 24 hours."})
     if limit is not None and limit < 1:
         raise ValidationError({"limit": "Take at least one example."})
+    if gold_count < 0:
+        raise ValidationError({"gold_count": "The number of gold examples cannot be negative."})
     project.full_clean()
     project.save()
     count = _tasks_create(project, version, limit)
@@ -103,9 +109,38 @@ def annotation_project_create(
         raise ValidationError("This version has no examples to annotate.")
     project.task_count = count
     project.save(update_fields=["task_count"])
+    gold = _gold_seed(project, gold_count) if gold_count else 0
     audit_record(actor=actor, action="annotation_project.create", obj=project,
-                 after={"version": version.pk, "tasks": count, "annotations_per_example": annotations_per_example})
+                 after={"version": version.pk, "tasks": count, "annotations_per_example": annotations_per_example,
+                        "gold": gold})
     return project
+
+
+def _gold_seed(project: AnnotationProject, wanted: int) -> int:
+    """Mark up to ``wanted`` tasks as gold, their answer taken from the example's known label and target."""
+    writes = {field["writes"]: field for field in project.schema["fields"] if field["writes"]}
+    if not writes:
+        raise ValidationError({"gold_count": "Gold examples need a field that writes the label or the target, so "
+                                             "their correct answer is known."})
+    known = Task.objects.filter(project=project)
+    for column in writes:
+        known = known.exclude(**{f"example__{column}": ""})
+    candidates = list(known.order_by("position").values_list("pk", "example__label", "example__target"))
+    if len(candidates) < wanted:
+        raise ValidationError({"gold_count": f"Only {len(candidates)} examples have a known "
+                                             f"{' and '.join(writes)}; ask for at most that many gold examples."})
+    step = len(candidates) / wanted
+    chosen = [candidates[int(i * step)] for i in range(wanted)]
+    tasks = []
+    for pk, label, target in chosen:
+        answer = {field["name"]: label if column == "label" else target for column, field in writes.items()}
+        try:
+            answer = schemas.answer_clean(project.schema, answer, partial=True)
+        except schemas.SchemaError as exc:
+            raise ValidationError({"gold_count": f"An example's known answer does not fit the schema: {exc}"}) from None
+        tasks.append(Task(pk=pk, is_gold=True, gold_answer=answer, updated_at=timezone.now()))
+    Task.objects.bulk_update(tasks, ["is_gold", "gold_answer", "updated_at"], batch_size=1000)
+    return len(tasks)
 
 
 def _tasks_create(project: AnnotationProject, version: DatasetVersion, limit: int | None) -> int:

@@ -232,6 +232,7 @@ def project_create(request):
                     annotations_per_example=data["annotations_per_example"],
                     reservation_minutes=data["reservation_minutes"],
                     limit=data["limit"],
+                    gold_count=data["gold_count"] or 0,
                 )
             except ValidationError as exc:
                 add_service_errors(form, exc)

@@ -449,3 +449,17 @@ def test_label_studio_connection_push_and_pull_through_the_api(people, project, 
     answers = people["reviewer"].get(reverse("api-annotation-task", args=[task.pk])).json()["answers"]
     assert [(a["answer"], a["source"]) for a in answers] == [({"team": "Records"}, "label_studio")]
     assert eng.post(reverse("api-annotation-label-studio-pull", args=[project["id"]])).json()["unchanged"] == 1
+
+
+def test_project_created_through_the_api_with_gold_examples(people):
+    version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED)
+    for i in range(4):
+        ExampleFactory(version=version, row_index=i, label="Billing")
+    body = {"name": "Gold via API", "version": version.pk, "gold_count": 2, "schema": SCHEMA}
+    response = people["engineer"].post("/api/v1/annotation/projects/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert AnnotationProject.objects.get(pk=response.json()["id"]).tasks.filter(is_gold=True).count() == 2
+    response = people["engineer"].post("/api/v1/annotation/projects/", {**body, "name": "Too many", "gold_count": 9},
+                                       format="json")
+    assert response.status_code == 400
+    assert "Only 4 examples have a known label" in response.json()["fields"]["gold_count"][0]

@@ -368,3 +368,33 @@ def test_agreement_figures_follow_every_new_answer_and_gold_change(project, anno
     services.task_gold_set(task=task, actor=engineer, answer={"team": "Technical"})
     people = {row["name"]: row for row in team()[1]["annotators"]}
     assert people["annotator"]["gold"]["accuracy"] == 0.0
+
+
+def test_gold_examples_are_seeded_from_known_labels_and_check_annotators(engineer, annotator):
+    dataset = DatasetFactory(task_type="classification")
+    version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED, dataset=dataset)
+    for i in range(10):
+        ExampleFactory(version=version, row_index=i, label="" if i == 3 else ["Billing", "Technical"][i % 2])
+    project = services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA,
+                                                 annotations_per_example=1, gold_count=3)
+    gold = list(project.tasks.filter(is_gold=True).order_by("position"))
+    assert [task.example.row_index for task in gold] == [0, 4, 7]  # spread over the examples with a known label
+    assert [task.gold_answer for task in gold] == [{"team": "Billing"}, {"team": "Billing"}, {"team": "Technical"}]
+    while (held := services.assignment_next(project=project, annotator=annotator)) is not None:
+        services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Billing"})
+    me = next(row for row in selectors.project_agreement(project)["annotators"] if row["name"] == "annotator")
+    assert me["gold"] == {"n": 3, "correct": 2, "accuracy": 2 / 3}
+
+
+def test_more_gold_than_known_answers_is_refused_and_nothing_is_created(engineer):
+    version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED, dataset=DatasetFactory())
+    ExampleFactory(version=version, row_index=0, label="Billing")
+    ExampleFactory(version=version, row_index=1, label="")
+    with pytest.raises(ValidationError, match="Only 1 examples have a known label"):
+        services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA,
+                                           gold_count=2)
+    rating_only = {"fields": [{"name": "quality", "kind": "rating"}]}
+    with pytest.raises(ValidationError, match="need a field that writes"):
+        services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=rating_only,
+                                           gold_count=1)
+    assert not Task.objects.exists()

@@ -704,3 +704,17 @@ def test_publishing_text_with_new_personal_data_warns_and_waits_for_privacy_revi
     assert new.privacy == DatasetVersion.Privacy.RAW
     version_page = client.get(reverse("curation:version_detail", args=[new.pk])).content.decode()
     assert "so this version waits for a privacy review" in version_page
+
+
+def test_new_project_with_gold_examples_needs_known_answers(client, curator, version):
+    services.label_schema_save(dataset=version.dataset, schema=SCHEMA, actor=curator)
+    client.force_login(curator)
+    data = {"name": "Routing", "version": version.pk, "annotations_per_example": 2, "reservation_minutes": 30,
+            "gold_count": 1}
+    page = client.post(url("project_create"), data).content.decode()
+    assert "Only 0 examples have a known label" in page
+    assert not AnnotationProject.objects.exists()
+    version.examples.filter(row_index=1).update(label="Technical")
+    client.post(url("project_create"), data)
+    gold = AnnotationProject.objects.get().tasks.get(is_gold=True)
+    assert gold.gold_answer["team"] == "Technical"
