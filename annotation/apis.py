@@ -382,7 +382,7 @@ class ProjectInput(serializers.Serializer):
         required=False, allow_null=True, help_text="A label schema; default: the dataset's saved schema."
     )
     gold_count = serializers.IntegerField(
-        default=0, min_value=0, help_text="Examples whose label or target is already known, marked gold with it."
+        default=0, min_value=0, help_text="Examples whose label is already known, marked gold with it."
     )
 
     def resolve(self) -> dict:

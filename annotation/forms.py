@@ -106,8 +106,8 @@ class ProjectForm(forms.Form):
         min_value=0,
         initial=0,
         required=False,
-        help_text="Examples whose label or response is already known, used to check annotators: their answers are "
-        "compared with the known one. Annotators do not see which examples are gold.",
+        help_text="Examples whose label is already known, used to check annotators: their answers are compared "
+        "with the known label. Annotators do not see which examples are gold.",
     )
 
     def __init__(self, *args, **kwargs):

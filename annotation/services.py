@@ -81,8 +81,9 @@ def annotation_project_create(
 ) -> AnnotationProject:
     """A project over an approved version: one task per example (the first ``limit`` in row order).
 
-    ``gold_count`` examples whose label or target is already known (the fields the schema writes) become gold
-    examples with that answer, spread evenly over the project, to check annotators from the first day.
+    ``gold_count`` examples whose label is already known (the schema's field that writes the label) become gold
+    examples with that answer, spread evenly over the project, to check annotators from the first day. (A known
+    target is no gold answer: the page shows it to correct, so keeping it would always match.)
     """
     version_require_approved(version)
     if schema is None:
@@ -117,11 +118,12 @@ def annotation_project_create(
 
 
 def _gold_seed(project: AnnotationProject, wanted: int) -> int:
-    """Mark up to ``wanted`` tasks as gold, their answer taken from the example's known label and target."""
-    writes = {field["writes"]: field for field in project.schema["fields"] if field["writes"]}
+    """Mark ``wanted`` tasks as gold, their answer taken from the example's known label."""
+    writes = {field["writes"]: field for field in project.schema["fields"] if field["writes"] == "label"}
     if not writes:
-        raise ValidationError({"gold_count": "Gold examples need a field that writes the label or the target, so "
-                                             "their correct answer is known."})
+        raise ValidationError({"gold_count": "Gold examples are taken from known labels: the schema needs a single "
+                                             "choice that writes the label. Reviewers can still mark gold examples "
+                                             "with an answer they write."})
     known = Task.objects.filter(project=project)
     for column in writes:
         known = known.exclude(**{f"example__{column}": ""})

@@ -394,7 +394,7 @@ def test_more_gold_than_known_answers_is_refused_and_nothing_is_created(engineer
         services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA,
                                            gold_count=2)
     rating_only = {"fields": [{"name": "quality", "kind": "rating"}]}
-    with pytest.raises(ValidationError, match="need a field that writes"):
+    with pytest.raises(ValidationError, match="taken from known labels"):
         services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=rating_only,
                                            gold_count=1)
     assert not Task.objects.exists()

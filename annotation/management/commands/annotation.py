@@ -27,7 +27,7 @@ class Command(BaseCommand):
         create.add_argument("--version-id", type=int, required=True, help="ID of an approved version.")
         create.add_argument("--per-example", type=int, default=2, help="Annotators per example (1–10). Default: 2.")
         create.add_argument("--limit", type=int, help="Only the first N examples, in row order.")
-        create.add_argument("--gold", type=int, default=0, help="Examples with a known label or target, as gold.")
+        create.add_argument("--gold", type=int, default=0, help="Examples with a known label, as gold.")
         create.add_argument(
             "--schema", type=Path, help="A JSON file with the label schema. Default: the dataset's saved schema."
         )
