@@ -14,9 +14,13 @@ ROUTING_DISAGREEMENTS = (2, 7)
 
 
 def _approved(dataset_name: str) -> DatasetVersion:
-    return (DatasetVersion.objects.filter(dataset__name=dataset_name, privacy=DatasetVersion.Privacy.APPROVED,
-                                          status=DatasetVersion.Status.READY)
-            .order_by("-number").first())
+    return (
+        DatasetVersion.objects.filter(
+            dataset__name=dataset_name, privacy=DatasetVersion.Privacy.APPROVED, status=DatasetVersion.Status.READY
+        )
+        .order_by("-number")
+        .first()
+    )
 
 
 def routing_schema(labels: list[str]) -> dict:
@@ -28,8 +32,14 @@ def routing_schema(labels: list[str]) -> dict:
         ),
         "fields": [
             {"name": "category", "kind": "choice", "title": "Team", "options": labels, "writes": "label"},
-            {"name": "urgency", "kind": "rating", "title": "Urgency", "scale": 5, "required": False,
-             "rubric": {"1": "Can wait a week", "3": "Today", "5": "Patients are affected now"}},
+            {
+                "name": "urgency",
+                "kind": "rating",
+                "title": "Urgency",
+                "scale": 5,
+                "required": False,
+                "rubric": {"1": "Can wait a week", "3": "Today", "5": "Patients are affected now"},
+            },
         ],
     }
 
@@ -41,22 +51,30 @@ REPLIES_SCHEMA = {
     ),
     "fields": [
         {"name": "reply", "kind": "text", "title": "Reply", "writes": "target"},
-        {"name": "quality", "kind": "rating", "title": "Quality of the original reply", "scale": 5, "required": False,
-         "rubric": {"1": "Wrong or harmful", "3": "Usable after edits", "5": "Could be sent as it is"}},
+        {
+            "name": "quality",
+            "kind": "rating",
+            "title": "Quality of the original reply",
+            "scale": 5,
+            "required": False,
+            "rubric": {"1": "Wrong or harmful", "3": "Usable after edits", "5": "Could be sent as it is"},
+        },
     ],
 }
 
 
-def demo_projects_ensure(*, routing_dataset: str, replies_dataset: str, curator, annotators: list,
-                         answered: int = 10) -> list[AnnotationProject]:
+def demo_projects_ensure(
+    *, routing_dataset: str, replies_dataset: str, curator, annotators: list, answered: int = 10
+) -> list[AnnotationProject]:
     """Create the demo projects once; the first ``answered`` routing examples get answers from both annotators."""
     made = []
     routing = _approved(routing_dataset)
     if routing is not None and not AnnotationProject.objects.filter(name=ROUTING_PROJECT).exists():
         labels = sorted(label for label in routing.stats.get("labels", {}) if label)
         services.label_schema_save(dataset=routing.dataset, schema=routing_schema(labels), actor=curator)
-        project = services.annotation_project_create(name=ROUTING_PROJECT, version=routing, actor=curator,
-                                                     annotations_per_example=2, limit=40)
+        project = services.annotation_project_create(
+            name=ROUTING_PROJECT, version=routing, actor=curator, annotations_per_example=2, limit=40
+        )
         for who, annotator in enumerate(annotators[:2]):
             for _ in range(answered):
                 assignment = services.assignment_next(project=project, annotator=annotator)
@@ -64,13 +82,19 @@ def demo_projects_ensure(*, routing_dataset: str, replies_dataset: str, curator,
                 if who == 1 and assignment.task.position in ROUTING_DISAGREEMENTS:
                     truth = next(label for label in labels if label != truth)
                 urgency = 2 + assignment.task.position % 3 + who * (assignment.task.position % 2)  # a point apart
-                services.annotation_submit(assignment=assignment, annotator=annotator,
-                                           answer={"category": truth, "urgency": urgency},
-                                           active_seconds=6 + assignment.task.position % 5)
+                services.annotation_submit(
+                    assignment=assignment,
+                    annotator=annotator,
+                    answer={"category": truth, "urgency": urgency},
+                    active_seconds=6 + assignment.task.position % 5,
+                )
         made.append(project)
     replies = _approved(replies_dataset)
     if replies is not None and not AnnotationProject.objects.filter(name=REPLIES_PROJECT).exists():
         services.label_schema_save(dataset=replies.dataset, schema=REPLIES_SCHEMA, actor=curator)
-        made.append(services.annotation_project_create(name=REPLIES_PROJECT, version=replies, actor=curator,
-                                                       annotations_per_example=2, limit=30))
+        made.append(
+            services.annotation_project_create(
+                name=REPLIES_PROJECT, version=replies, actor=curator, annotations_per_example=2, limit=30
+            )
+        )
     return made

@@ -48,8 +48,9 @@ class SchemaError(ValueError):
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
-        super().__init__("; ".join(f"{key}: {message}" if key != "__all__" else message
-                                   for key, message in errors.items()))
+        super().__init__(
+            "; ".join(f"{key}: {message}" if key != "__all__" else message for key, message in errors.items())
+        )
 
 
 def _text(value: object, what: str, limit: int) -> str:
@@ -66,8 +67,12 @@ def _field_clean(raw: object, index: int) -> dict:
         raise SchemaError({"__all__": f"Field {index + 1} must be an object with a name and a kind."})
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise SchemaError({"__all__": f"Field {index + 1}: the name must start with a small letter and hold only "
-                                      "small letters, digits and _ (at most 40)."})
+        raise SchemaError(
+            {
+                "__all__": f"Field {index + 1}: the name must start with a small letter and hold only "
+                "small letters, digits and _ (at most 40)."
+            }
+        )
     kind = raw.get("kind")
     if kind not in KINDS:
         raise SchemaError({name: f"Unknown kind “{kind}”; choose {', '.join(KINDS)}."})
@@ -75,8 +80,13 @@ def _field_clean(raw: object, index: int) -> dict:
     writes = raw.get("writes") or ""
     if writes not in WRITES:
         raise SchemaError({name: f"“writes” must be target, label or empty, not “{writes}”."})
-    field: dict[str, Any] = {"name": name, "kind": kind, "title": title, "writes": writes,
-                             "required": bool(raw.get("required", True))}
+    field: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "title": title,
+        "writes": writes,
+        "required": bool(raw.get("required", True)),
+    }
     if kind == "text":
         if writes == "label":
             raise SchemaError({name: "A free-text field cannot write the label; use a choice field."})
@@ -188,13 +198,15 @@ def answer_clean(schema: dict, raw: object, *, partial: bool = False) -> dict:
                 continue
             outside = [option for option in chosen if option not in field["options"]]
             if outside:
-                errors[name] = (f"“{outside[0]}” is not an option of “{field['title']}”; "
-                                f"choose from {', '.join(field['options'])}.")
+                errors[name] = (
+                    f"“{outside[0]}” is not an option of “{field['title']}”; choose from {', '.join(field['options'])}."
+                )
             elif not field["multiple"] and len(chosen) != 1:
                 errors[name] = f"Choose one option for “{field['title']}”."
             else:
-                answer[name] = ([option for option in field["options"] if option in chosen] if field["multiple"]
-                                else chosen[0])
+                answer[name] = (
+                    [option for option in field["options"] if option in chosen] if field["multiple"] else chosen[0]
+                )
         else:
             if isinstance(value, str) and value.strip().isdigit():
                 value = int(value)
@@ -225,8 +237,10 @@ def _text_medoid(texts: list[str], similarity) -> tuple[str, float]:
     if len(texts) == 1:
         return texts[0], 1.0
     scores = {(i, j): similarity(texts[i], texts[j]) for i in range(len(texts)) for j in range(i + 1, len(texts))}
+
     def mean_to_others(i: int) -> float:
         return sum(score for pair, score in scores.items() if i in pair) / (len(texts) - 1)
+
     best = max(range(len(texts)), key=lambda i: (mean_to_others(i), -i))
     return texts[best], sum(scores.values()) / len(scores)
 

@@ -45,8 +45,9 @@ def project_progress(project: AnnotationProject, user=None) -> dict:
         "disagreements": totals["disagreements"],
         "settled": totals["agreed"] + totals["adjudicated"],
         "gold": totals["gold"],
-        "working_now": Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE,
-                                                 expires_at__gt=timezone.now()).count(),
+        "working_now": Assignment.objects.filter(
+            task__project=project, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
+        ).count(),
     }
     if user is not None and user.is_authenticated:
         mine = Annotation.objects.filter(task__project=project, annotator=user)
@@ -66,8 +67,9 @@ def _tables(project: AnnotationProject) -> tuple[dict[str, dict], dict[int, dict
     tables: dict[str, dict] = {name: defaultdict(dict) for name in fields}
     raw: dict[str, dict] = {name: defaultdict(dict) for name in fields}
     seconds: dict[str, list[float]] = defaultdict(list)
-    rows = Annotation.objects.filter(task__project=project).values_list("task_id", "annotator_name", "answer",
-                                                                         "seconds")
+    rows = Annotation.objects.filter(task__project=project).values_list(
+        "task_id", "annotator_name", "answer", "seconds"
+    )
     for task_id, name, answer, spent in rows.iterator(chunk_size=5000):
         seconds[name].append(spent)
         for field_name, field in fields.items():
@@ -96,29 +98,44 @@ def agreement_compute(project: AnnotationProject) -> dict:
     fields = project.schema["fields"]
     data, gold, seconds = _tables(project)
     result_fields = []
-    per_annotator: dict[str, dict] = {name: {"name": name, "answers": len(times),
-                                             "median_seconds": round(median(times), 1) if times else None,
-                                             "fields": {}}
-                                      for name, times in sorted(seconds.items())}
+    per_annotator: dict[str, dict] = {
+        name: {
+            "name": name,
+            "answers": len(times),
+            "median_seconds": round(median(times), 1) if times else None,
+            "fields": {},
+        }
+        for name, times in sorted(seconds.items())
+    }
     for field in fields:
         table = data["tables"][field["name"]]
         summary = agreement.summarize(schemas.agreement_kind(field), table)
-        entry = {"name": field["name"], "title": field["title"], "kind": field["kind"], "summary": summary,
-                 "options": []}
+        entry = {
+            "name": field["name"],
+            "title": field["title"],
+            "kind": field["kind"],
+            "summary": summary,
+            "options": [],
+        }
         if field["kind"] == "choice":
             for option in field["options"]:
-                binary = {task: {who: option in (value if isinstance(value, list) else [value])
-                                 for who, value in answers.items()}
-                          for task, answers in data["raw"][field["name"]].items()}
+                binary = {
+                    task: {
+                        who: option in (value if isinstance(value, list) else [value]) for who, value in answers.items()
+                    }
+                    for task, answers in data["raw"][field["name"]].items()
+                }
                 option_summary = agreement.summarize("choice", binary)
                 used = sum(1 for answers in binary.values() for chosen in answers.values() if chosen)
-                entry["options"].append({
-                    "option": option,
-                    "times_chosen": used,
-                    "headline": option_summary["headline"],
-                    "value": option_summary[option_summary["headline"]],
-                    "percent_agreement": option_summary["percent_agreement"],
-                })
+                entry["options"].append(
+                    {
+                        "option": option,
+                        "times_chosen": used,
+                        "headline": option_summary["headline"],
+                        "value": option_summary[option_summary["headline"]],
+                        "percent_agreement": option_summary["percent_agreement"],
+                    }
+                )
         for name, figures in summary.get("per_annotator", {}).items():
             per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
             per_annotator[name]["fields"][field["name"]] = figures
@@ -128,15 +145,22 @@ def agreement_compute(project: AnnotationProject) -> dict:
         by_field = {field["name"]: field for field in fields}
         scores: dict[str, list[bool]] = defaultdict(list)
         for task_id, name, answer in Annotation.objects.filter(task_id__in=gold).values_list(
-                "task_id", "annotator_name", "answer"):
+            "task_id", "annotator_name", "answer"
+        ):
             expected = gold[task_id]
-            checked = [schemas.matches(by_field[key], answer.get(key), value) for key, value in expected.items()
-                       if key in by_field]
+            checked = [
+                schemas.matches(by_field[key], answer.get(key), value)
+                for key, value in expected.items()
+                if key in by_field
+            ]
             scores[name].append(all(checked) if checked else False)
         for name, results in scores.items():
             per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
-            per_annotator[name]["gold"] = {"n": len(results), "correct": sum(results),
-                                           "accuracy": sum(results) / len(results)}
+            per_annotator[name]["gold"] = {
+                "n": len(results),
+                "correct": sum(results),
+                "accuracy": sum(results) / len(results),
+            }
     for entry in per_annotator.values():
         entry.setdefault("gold", None)
         shares = [f.get("with_consensus") for f in entry["fields"].values() if f.get("with_consensus") is not None]
@@ -148,8 +172,12 @@ def agreement_compute(project: AnnotationProject) -> dict:
 
 def review_queue(project: AnnotationProject):
     """Examples whose annotators disagree, in project order, with their answers."""
-    return (Task.objects.filter(project=project, status=Task.Status.DISAGREEMENT)
-            .select_related("example").prefetch_related("annotations").order_by("position"))
+    return (
+        Task.objects.filter(project=project, status=Task.Status.DISAGREEMENT)
+        .select_related("example")
+        .prefetch_related("annotations")
+        .order_by("position")
+    )
 
 
 def project_tasks(project: AnnotationProject, *, status: str | None = None):
@@ -158,14 +186,13 @@ def project_tasks(project: AnnotationProject, *, status: str | None = None):
 
 
 def published_versions(project: AnnotationProject):
-    return (DatasetVersion.objects.filter(dataset=project.version.dataset,
-                                          operation=DatasetVersion.Operation.ANNOTATE,
-                                          operation_params__annotation_project=project.pk)
-            .order_by("-number"))
+    return DatasetVersion.objects.filter(
+        dataset=project.version.dataset,
+        operation=DatasetVersion.Operation.ANNOTATE,
+        operation_params__annotation_project=project.pk,
+    ).order_by("-number")
 
 
 def assignments_of(user):
     """An annotator's own reservations, newest first: nobody sees anyone else's."""
     return Assignment.objects.filter(annotator=user).select_related("task__project", "task__example")
-
-

@@ -48,16 +48,28 @@ def default_schema(dataset: Dataset) -> dict:
     if dataset.task_type == TaskType.CLASSIFICATION and dataset.label_set:
         return {
             "instructions": "Read the text and choose the label that fits best.",
-            "fields": [{"name": "label", "kind": "choice", "title": "Label", "options": list(dataset.label_set),
-                        "writes": "label"}],
+            "fields": [
+                {
+                    "name": "label",
+                    "kind": "choice",
+                    "title": "Label",
+                    "options": list(dataset.label_set),
+                    "writes": "label",
+                }
+            ],
         }
     return {
         "instructions": "Read the request. Correct the response so it is the answer you would want the model to give.",
         "fields": [
             {"name": "response", "kind": "text", "title": "Response", "writes": "target"},
-            {"name": "quality", "kind": "rating", "title": "Quality of the original response", "scale": 5,
-             "required": False,
-             "rubric": {"1": "Wrong or harmful", "3": "Usable after edits", "5": "Could be sent as it is"}},
+            {
+                "name": "quality",
+                "kind": "rating",
+                "title": "Quality of the original response",
+                "scale": 5,
+                "required": False,
+                "rubric": {"1": "Wrong or harmful", "3": "Usable after edits", "5": "Could be sent as it is"},
+            },
         ],
     }
 
@@ -68,16 +80,24 @@ def label_schema_save(*, dataset: Dataset, schema: dict, actor) -> LabelSchema:
     cleaned = _schema_or_error(schema)
     existing = LabelSchema.objects.select_for_update().filter(dataset=dataset).first()
     before = {"schema": existing.schema} if existing else {}
-    label_schema, _ = LabelSchema.objects.update_or_create(dataset=dataset,
-                                                           defaults={"schema": cleaned, "updated_by": actor})
+    label_schema, _ = LabelSchema.objects.update_or_create(
+        dataset=dataset, defaults={"schema": cleaned, "updated_by": actor}
+    )
     audit_record(actor=actor, action="label_schema.save", obj=label_schema, before=before, after={"schema": cleaned})
     return label_schema
 
 
 @transaction.atomic
 def annotation_project_create(
-    *, name: str, version: DatasetVersion, actor, annotations_per_example: int = 2, reservation_minutes: int = 30,
-    limit: int | None = None, schema: dict | None = None, gold_count: int = 0,
+    *,
+    name: str,
+    version: DatasetVersion,
+    actor,
+    annotations_per_example: int = 2,
+    reservation_minutes: int = 30,
+    limit: int | None = None,
+    schema: dict | None = None,
+    gold_count: int = 0,
 ) -> AnnotationProject:
     """A project over an approved version: one task per example (the first ``limit`` in row order).
 
@@ -92,9 +112,14 @@ def annotation_project_create(
             raise ValidationError({"schema": "Set up the label schema of this dataset first: what annotators fill in."})
         schema = saved.schema
     cleaned = _schema_or_error(schema)
-    project = AnnotationProject(name=(name or "").strip(), version=version, schema=cleaned,
-                                annotations_per_example=annotations_per_example,
-                                reservation_minutes=reservation_minutes, created_by=actor)
+    project = AnnotationProject(
+        name=(name or "").strip(),
+        version=version,
+        schema=cleaned,
+        annotations_per_example=annotations_per_example,
+        reservation_minutes=reservation_minutes,
+        created_by=actor,
+    )
     if not 1 <= annotations_per_example <= 10:
         raise ValidationError({"annotations_per_example": "Ask for 1 to 10 annotations per example."})
     if not 1 <= reservation_minutes <= 24 * 60:
@@ -111,9 +136,12 @@ def annotation_project_create(
     project.task_count = count
     project.save(update_fields=["task_count"])
     gold = _gold_seed(project, gold_count) if gold_count else 0
-    audit_record(actor=actor, action="annotation_project.create", obj=project,
-                 after={"version": version.pk, "tasks": count, "annotations_per_example": annotations_per_example,
-                        "gold": gold})
+    audit_record(
+        actor=actor,
+        action="annotation_project.create",
+        obj=project,
+        after={"version": version.pk, "tasks": count, "annotations_per_example": annotations_per_example, "gold": gold},
+    )
     return project
 
 
@@ -121,16 +149,24 @@ def _gold_seed(project: AnnotationProject, wanted: int) -> int:
     """Mark ``wanted`` tasks as gold, their answer taken from the example's known label."""
     writes = {field["writes"]: field for field in project.schema["fields"] if field["writes"] == "label"}
     if not writes:
-        raise ValidationError({"gold_count": "Gold examples are taken from known labels: the schema needs a single "
-                                             "choice that writes the label. Reviewers can still mark gold examples "
-                                             "with an answer they write."})
+        raise ValidationError(
+            {
+                "gold_count": "Gold examples are taken from known labels: the schema needs a single "
+                "choice that writes the label. Reviewers can still mark gold examples "
+                "with an answer they write."
+            }
+        )
     known = Task.objects.filter(project=project)
     for column in writes:
         known = known.exclude(**{f"example__{column}": ""})
     candidates = list(known.order_by("position").values_list("pk", "example__label", "example__target"))
     if len(candidates) < wanted:
-        raise ValidationError({"gold_count": f"Only {len(candidates)} examples have a known "
-                                             f"{' and '.join(writes)}; ask for at most that many gold examples."})
+        raise ValidationError(
+            {
+                "gold_count": f"Only {len(candidates)} examples have a known "
+                f"{' and '.join(writes)}; ask for at most that many gold examples."
+            }
+        )
     step = len(candidates) / wanted
     chosen = [candidates[int(i * step)] for i in range(wanted)]
     tasks = []
@@ -181,12 +217,14 @@ def _expire_reservations(project: AnnotationProject, now) -> None:
 
 def _available_tasks(project: AnnotationProject, annotator):
     answered = Annotation.objects.filter(task__project=project, annotator=annotator).values("task_id")
-    skipped = Assignment.objects.filter(task__project=project, annotator=annotator,
-                                        status=Assignment.Status.SKIPPED).values("task_id")
+    skipped = Assignment.objects.filter(
+        task__project=project, annotator=annotator, status=Assignment.Status.SKIPPED
+    ).values("task_id")
     held = Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE).values("task_id")
     return (
-        Task.objects.filter(project=project, status=Task.Status.OPEN,
-                            annotation_count__lt=project.annotations_per_example)
+        Task.objects.filter(
+            project=project, status=Task.Status.OPEN, annotation_count__lt=project.annotations_per_example
+        )
         .exclude(pk__in=answered)
         .exclude(pk__in=skipped)
         .exclude(pk__in=held)
@@ -197,8 +235,9 @@ def assignment_current(*, project: AnnotationProject, annotator) -> Assignment |
     """The annotator's unexpired reservation in the project, newest first (two tabs see the same one)."""
     return (
         Assignment.objects.select_related("task__example")
-        .filter(task__project=project, annotator=annotator, status=Assignment.Status.ACTIVE,
-                expires_at__gt=timezone.now())
+        .filter(
+            task__project=project, annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
+        )
         .order_by("-reserved_at", "-id")
         .first()
     )
@@ -227,12 +266,18 @@ def assignment_next(*, project: AnnotationProject, annotator) -> Assignment | No
             if task is None:
                 return None
             # An example coming back to someone (their reservation ran out) brings back what they had typed.
-            earlier = (Assignment.objects.filter(task=task, annotator=annotator, status=Assignment.Status.EXPIRED)
-                       .exclude(draft={}).order_by("-reserved_at", "-id").first())
+            earlier = (
+                Assignment.objects.filter(task=task, annotator=annotator, status=Assignment.Status.EXPIRED)
+                .exclude(draft={})
+                .order_by("-reserved_at", "-id")
+                .first()
+            )
             try:
                 with transaction.atomic():
                     assignment = Assignment.objects.create(
-                        task=task, annotator=annotator, reserved_at=now,
+                        task=task,
+                        annotator=annotator,
+                        reserved_at=now,
                         expires_at=now + timedelta(minutes=project.reservation_minutes),
                         draft=earlier.draft if earlier else {},
                         draft_saved_at=earlier.draft_saved_at if earlier else None,
@@ -250,16 +295,19 @@ def _own(assignment: Assignment, annotator) -> Assignment:
 
 
 @transaction.atomic
-def assignment_draft_save(*, assignment: Assignment, annotator, draft: dict, revision: int | None = None,
-                          active_seconds: float | None = None) -> Assignment:
+def assignment_draft_save(
+    *, assignment: Assignment, annotator, draft: dict, revision: int | None = None, active_seconds: float | None = None
+) -> Assignment:
     """Autosave: keep the half-written answer. A save from a tab that missed a newer save is refused (409)."""
     assignment = _own(Assignment.objects.select_for_update().get(pk=assignment.pk), annotator)
     if assignment.status != Assignment.Status.ACTIVE or assignment.expires_at <= timezone.now():
-        raise AnnotationConflict("This example is no longer reserved for you, so the draft was not saved. "
-                                 "Ask for the next example to go on.")
+        raise AnnotationConflict(
+            "This example is no longer reserved for you, so the draft was not saved. Ask for the next example to go on."
+        )
     if revision is not None and revision != assignment.revision:
-        raise AnnotationConflict("You changed this example in another tab or window. "
-                                 "This page now shows the newer draft.")
+        raise AnnotationConflict(
+            "You changed this example in another tab or window. This page now shows the newer draft."
+        )
     cleaned = _answer_or_error(assignment.task.project.schema, draft, partial=True)
     assignment.draft = cleaned
     assignment.draft_saved_at = timezone.now()
@@ -277,8 +325,9 @@ def _seconds_spent(assignment: Assignment, active_seconds: float | None, now) ->
     return round(min(reported, wall) if reported > 0 else wall, 1)
 
 
-def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
-                      active_seconds: float | None = None) -> Annotation:
+def annotation_submit(
+    *, assignment: Assignment, annotator, answer: dict, active_seconds: float | None = None
+) -> Annotation:
     """Submit the answer to a reserved example. Refused with a plain message (409) when it was already submitted
     (another tab) or when the reservation ran out and the example went to someone else or is complete; the answer
     is then kept as the draft, so nothing typed is lost."""
@@ -288,8 +337,10 @@ def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
         task = Task.objects.select_for_update().select_related("project").get(pk=assignment.task_id)
         project = task.project
         if assignment.status == Assignment.Status.SUBMITTED:
-            raise AnnotationConflict("You already submitted this example in another tab or window; that answer is "
-                                     "kept. Use Undo if you want to change it.")
+            raise AnnotationConflict(
+                "You already submitted this example in another tab or window; that answer is "
+                "kept. Use Undo if you want to change it."
+            )
         if assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.UNDONE):
             raise AnnotationConflict("You left this example (skipped or undone); ask for the next example.")
         cleaned = _answer_or_error(project.schema, answer)
@@ -297,15 +348,22 @@ def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
         if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
             conflict = _renew_expired(assignment, task, project, now)
         if conflict is None and Annotation.objects.filter(task=task, annotator_name=annotator.get_username()).exists():
-            raise AnnotationConflict("Your answer to this example already arrived from Label Studio; that answer is "
-                                     "kept. Ask for the next example to go on.")
+            raise AnnotationConflict(
+                "Your answer to this example already arrived from Label Studio; that answer is "
+                "kept. Ask for the next example to go on."
+            )
         if conflict is None:
             created = Annotation.objects.create(
-                task=task, annotator=annotator, annotator_name=annotator.get_username(), answer=cleaned,
-                seconds=_seconds_spent(assignment, active_seconds, now), source=Annotation.Source.APP,
+                task=task,
+                annotator=annotator,
+                annotator_name=annotator.get_username(),
+                answer=cleaned,
+                seconds=_seconds_spent(assignment, active_seconds, now),
+                source=Annotation.Source.APP,
             )
-            Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now,
-                                                              draft={})
+            Assignment.objects.filter(pk=assignment.pk).update(
+                status=Assignment.Status.SUBMITTED, finished_at=now, draft={}
+            )
             _task_settle(task)
             return created
         # Keep what they typed: it is shown again if the example comes back to them.
@@ -316,20 +374,32 @@ def annotation_submit(*, assignment: Assignment, annotator, answer: dict,
 def _renew_expired(assignment: Assignment, task: Task, project: AnnotationProject, now) -> str | None:
     """Accept a late answer when the example is still free; otherwise say why not."""
     ended = timezone.localtime(assignment.expires_at).strftime("%H:%M")
-    taken = (Assignment.objects.filter(task=task, status=Assignment.Status.ACTIVE, expires_at__gt=now)
-             .exclude(pk=assignment.pk).exists())
+    taken = (
+        Assignment.objects.filter(task=task, status=Assignment.Status.ACTIVE, expires_at__gt=now)
+        .exclude(pk=assignment.pk)
+        .exists()
+    )
     done = task.annotation_count >= project.annotations_per_example or task.status != Task.Status.OPEN
     if taken or done or not project.is_open:
-        why = ("the project has been finished" if not project.is_open
-               else "someone else is annotating it now" if taken else "it already has all the answers it needs")
-        return (f"Your reservation on this example ran out at {ended} and {why}, so your answer was not counted. "
-                "It is kept as a draft; ask for the next example to go on.")
+        why = (
+            "the project has been finished"
+            if not project.is_open
+            else "someone else is annotating it now"
+            if taken
+            else "it already has all the answers it needs"
+        )
+        return (
+            f"Your reservation on this example ran out at {ended} and {why}, so your answer was not counted. "
+            "It is kept as a draft; ask for the next example to go on."
+        )
     try:
         with transaction.atomic():
             Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.ACTIVE)
     except IntegrityError:
-        return (f"Your reservation on this example ran out at {ended} and someone else is annotating it now, so "
-                "your answer was not counted. It is kept as a draft; ask for the next example to go on.")
+        return (
+            f"Your reservation on this example ran out at {ended} and someone else is annotating it now, so "
+            "your answer was not counted. It is kept as a draft; ask for the next example to go on."
+        )
     return None
 
 
@@ -350,9 +420,12 @@ def annotation_undo(*, project: AnnotationProject, annotator) -> Assignment:
     """Take back the annotator's last submission in the project: the example is reserved for them again with their
     answer as the draft."""
     _require_open(project)
-    last = (Annotation.objects.select_for_update().filter(task__project=project, annotator=annotator,
-                                                          source=Annotation.Source.APP)
-            .order_by("-created_at", "-id").first())
+    last = (
+        Annotation.objects.select_for_update()
+        .filter(task__project=project, annotator=annotator, source=Annotation.Source.APP)
+        .order_by("-created_at", "-id")
+        .first()
+    )
     if last is None:
         raise ValidationError("There is nothing to undo: you have not submitted anything in this project.")
     task = Task.objects.select_for_update().get(pk=last.task_id)
@@ -368,7 +441,12 @@ def annotation_undo(*, project: AnnotationProject, annotator) -> Assignment:
     draft, seconds = last.answer, last.seconds
     last.delete()
     assignment = Assignment.objects.create(
-        task=task, annotator=annotator, reserved_at=now, draft=draft, draft_saved_at=now, active_seconds=seconds,
+        task=task,
+        annotator=annotator,
+        reserved_at=now,
+        draft=draft,
+        draft_saved_at=now,
+        active_seconds=seconds,
         expires_at=now + timedelta(minutes=project.reservation_minutes),
     )
     _task_settle(task)
@@ -397,15 +475,21 @@ def _task_settle(task: Task) -> Task:
 
 
 @transaction.atomic
-def annotation_record_external(*, task: Task, annotator, annotator_name: str, answer: dict, seconds: float,
-                               label_studio_annotation_id: int) -> Annotation:
+def annotation_record_external(
+    *, task: Task, annotator, annotator_name: str, answer: dict, seconds: float, label_studio_annotation_id: int
+) -> Annotation:
     """Store (or update) an answer made in Label Studio, so it counts like one made here."""
     task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
     annotation = Annotation.objects.filter(task=task, annotator_name=annotator_name).first()
     if annotation is None:
         annotation = Annotation.objects.create(
-            task=task, annotator=annotator, annotator_name=annotator_name, answer=answer, seconds=max(seconds, 0.0),
-            source=Annotation.Source.LABEL_STUDIO, label_studio_annotation_id=label_studio_annotation_id,
+            task=task,
+            annotator=annotator,
+            annotator_name=annotator_name,
+            answer=answer,
+            seconds=max(seconds, 0.0),
+            source=Annotation.Source.LABEL_STUDIO,
+            label_studio_annotation_id=label_studio_annotation_id,
         )
     else:
         annotation.answer = answer
@@ -443,8 +527,13 @@ def task_gold_set(*, task: Task, actor, answer: dict | None) -> Task:
     else:
         task.is_gold, task.gold_answer = True, _answer_or_error(task.project.schema, answer)
     task.save(update_fields=["is_gold", "gold_answer", "updated_at"])
-    audit_record(actor=actor, action="task.gold", obj=task, before=before,
-                 after={"is_gold": task.is_gold, "gold_answer": task.gold_answer})
+    audit_record(
+        actor=actor,
+        action="task.gold",
+        obj=task,
+        before=before,
+        after={"is_gold": task.is_gold, "gold_answer": task.gold_answer},
+    )
     return task
 
 
@@ -453,8 +542,9 @@ def task_gold_set(*, task: Task, actor, answer: dict | None) -> Task:
 
 def _apply_answers(project: AnnotationProject, version: DatasetVersion) -> None:
     fields = project.schema["fields"]
-    settled = (Task.objects.filter(project=project, status__in=Task.SETTLED)
-               .values_list("example__row_index", "answer", "status", "annotation_count"))
+    settled = Task.objects.filter(project=project, status__in=Task.SETTLED).values_list(
+        "example__row_index", "answer", "status", "annotation_count"
+    )
     pending: list[tuple[int, dict, str, int]] = []
 
     def flush() -> None:
@@ -475,8 +565,10 @@ def _apply_answers(project: AnnotationProject, version: DatasetVersion) -> None:
                     row.label = value
                 else:
                     extra[field["name"]] = value
-            row.metadata = {**(row.metadata or {}),
-                            "annotation": {**extra, "project": project.pk, "settled_by": status, "answers": count}}
+            row.metadata = {
+                **(row.metadata or {}),
+                "annotation": {**extra, "project": project.pk, "settled_by": status, "answers": count},
+            }
             row.row_hash = row_hash(row.input, row.target, row.label, row.group)
             row.text_hash = text_hash(row.input, row.target)
             row.flags = quality_flags(row.input, row.target)
@@ -504,8 +596,9 @@ def _new_text_check(project: AnnotationProject) -> dict:
     if not text_fields:
         return result
     written: list[tuple[int, str, str, str]] = []  # row, new text, reviewed input, reviewed target
-    settled = (Task.objects.filter(project=project, status__in=Task.SETTLED)
-               .values_list("example__row_index", "answer", "example__input", "example__target"))
+    settled = Task.objects.filter(project=project, status__in=Task.SETTLED).values_list(
+        "example__row_index", "answer", "example__input", "example__target"
+    )
     for row_index, answer, source_input, source_target in settled.iterator(chunk_size=TASK_BATCH):
         for field in text_fields:
             value = (answer or {}).get(field["name"])
@@ -516,7 +609,8 @@ def _new_text_check(project: AnnotationProject) -> dict:
         return result
     engine = engine_for_dataset(project.version.dataset_id)
     for (row_index, _new_text, source_input, source_target), findings in zip(
-            written, engine.detect(item[1] for item in written), strict=True):
+        written, engine.detect(item[1] for item in written), strict=True
+    ):
         reviewed = f"{source_input}\n{source_target}".casefold()
         new = [finding for finding in findings if finding.text.casefold() not in reviewed]
         for finding in new:
@@ -529,8 +623,9 @@ def _new_text_check(project: AnnotationProject) -> dict:
 
 
 @transaction.atomic
-def annotation_project_publish(*, project: AnnotationProject, actor, finish: bool = False,
-                               settled_only: bool = False) -> DatasetVersion:
+def annotation_project_publish(
+    *, project: AnnotationProject, actor, finish: bool = False, settled_only: bool = False
+) -> DatasetVersion:
     """A new version of the project's dataset with the consensus and adjudicated answers written in.
 
     Every row of the source version is kept (``settled_only`` keeps only the rows with a settled answer), so the new
@@ -548,15 +643,25 @@ def annotation_project_publish(*, project: AnnotationProject, actor, finish: boo
         "open": Task.objects.filter(project=project, status=Task.Status.OPEN).count(),
     }
     if not counts["settled"]:
-        raise ValidationError("No example has a settled answer yet: examples need their answers to agree, or a "
-                              "reviewer's decision, before they can go into a new version.")
+        raise ValidationError(
+            "No example has a settled answer yet: examples need their answers to agree, or a "
+            "reviewer's decision, before they can go into a new version."
+        )
     keep = project.version.examples.filter(pk__in=settled.values("example_id")) if settled_only else None
     privacy_check = _new_text_check(project)
     version = _version_derive(
-        parent=project.version, operation=DatasetVersion.Operation.ANNOTATE,
-        params={"annotation_project": project.pk, "project_name": project.name, "settled_only": settled_only,
-                **counts, "privacy_check": privacy_check},
-        actor=actor, keep=keep, transform=lambda new: _apply_answers(project, new),
+        parent=project.version,
+        operation=DatasetVersion.Operation.ANNOTATE,
+        params={
+            "annotation_project": project.pk,
+            "project_name": project.name,
+            "settled_only": settled_only,
+            **counts,
+            "privacy_check": privacy_check,
+        },
+        actor=actor,
+        keep=keep,
+        transform=lambda new: _apply_answers(project, new),
     )
     if privacy_check["findings"]:
         # New personal data may have been typed in: the version waits for a privacy reviewer like an import.
@@ -568,9 +673,18 @@ def annotation_project_publish(*, project: AnnotationProject, actor, finish: boo
         Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE).update(
             status=Assignment.Status.EXPIRED, finished_at=timezone.now()
         )
-    audit_record(actor=actor, action="annotation_project.publish", obj=project,
-                 after={"version": version.pk, "finished": finish, "privacy": version.privacy, **counts,
-                        "privacy_check": privacy_check})
+    audit_record(
+        actor=actor,
+        action="annotation_project.publish",
+        obj=project,
+        after={
+            "version": version.pk,
+            "finished": finish,
+            "privacy": version.privacy,
+            **counts,
+            "privacy_check": privacy_check,
+        },
+    )
     return version
 
 
@@ -582,4 +696,3 @@ def annotation_project_reopen(*, project: AnnotationProject, actor) -> Annotatio
         project.save(update_fields=["status"])
         audit_record(actor=actor, action="annotation_project.reopen", obj=project)
     return project
-

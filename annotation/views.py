@@ -377,8 +377,9 @@ def project_publish(request, project_id: int):
         )
         written = f"{params.get('settled', 0):,} settled answers written into {version.row_count:,} rows."
         if version.is_approved:
-            messages.success(request, f"Version {version.number} of {version.dataset.name} is ready: {written}"
-                                      f"{finished}")
+            messages.success(
+                request, f"Version {version.number} of {version.dataset.name} is ready: {written}{finished}"
+            )
         else:
             found = ", ".join(sorted(params.get("privacy_check", {}).get("entities", {})))
             messages.warning(

@@ -40,8 +40,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def ms(values: list[float]) -> str:
-    return (f"p50 {1000 * statistics.median(values):.1f} ms, p95 {1000 * percentile(values, 0.95):.1f} ms, "
-            f"p99 {1000 * percentile(values, 0.99):.1f} ms (n={len(values)})")
+    return (
+        f"p50 {1000 * statistics.median(values):.1f} ms, p95 {1000 * percentile(values, 0.95):.1f} ms, "
+        f"p99 {1000 * percentile(values, 0.99):.1f} ms (n={len(values)})"
+    )
 
 
 def main() -> None:
@@ -51,8 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="reserve+submit cycles timed for one annotator")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-thread", type=int, default=50)
-    parser.add_argument("--database-url",
-                        default="postgres://postgres@127.0.0.1:5432/tuningdesk_bench_annotation")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tuningdesk_bench_annotation")
     args = parser.parse_args()
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -72,29 +73,54 @@ def main() -> None:
 
     roles_sync()
     curator = user_create(username="bench-curator", password="bench-pass-123", roles=["curator"])
-    annotators = [user_create(username=f"bench-annotator-{i}", password="bench-pass-123", roles=["annotator"])
-                  for i in range(args.threads + 3)]
+    annotators = [
+        user_create(username=f"bench-annotator-{i}", password="bench-pass-123", roles=["annotator"])
+        for i in range(args.threads + 3)
+    ]
     dataset = Dataset.objects.create(name="Annotation bench", task_type="classification", label_set=LABELS)
-    version = DatasetVersion.objects.create(dataset=dataset, number=1, operation="import", status="ready",
-                                            privacy="approved", split_ratios={"train": 1.0}, row_count=args.examples)
+    version = DatasetVersion.objects.create(
+        dataset=dataset,
+        number=1,
+        operation="import",
+        status="ready",
+        privacy="approved",
+        split_ratios={"train": 1.0},
+        row_count=args.examples,
+    )
     started = time.perf_counter()
     batch = []
     for i in range(args.examples):
         text = f"Ticket {i}: the {LABELS[i % 5]} screen shows an error since this morning for clinic {i % 97}."
-        batch.append(Example(version=version, row_index=i, source_line=i + 1, input=text, target="", split="train",
-                             label="", row_hash=row_hash(text, "", "", ""), text_hash=text_hash(text, "")))
+        batch.append(
+            Example(
+                version=version,
+                row_index=i,
+                source_line=i + 1,
+                input=text,
+                target="",
+                split="train",
+                label="",
+                row_hash=row_hash(text, "", "", ""),
+                text_hash=text_hash(text, ""),
+            )
+        )
         if len(batch) == 5000:
             Example.objects.bulk_create(batch)
             batch.clear()
     Example.objects.bulk_create(batch)
     print(f"examples written: {args.examples:,} in {time.perf_counter() - started:.1f} s")
 
-    schema = {"instructions": "Route the ticket.", "fields": [
-        {"name": "team", "kind": "choice", "options": LABELS, "writes": "label"},
-        {"name": "urgency", "kind": "rating", "scale": 5, "required": False}]}
+    schema = {
+        "instructions": "Route the ticket.",
+        "fields": [
+            {"name": "team", "kind": "choice", "options": LABELS, "writes": "label"},
+            {"name": "urgency", "kind": "rating", "scale": 5, "required": False},
+        ],
+    }
     started = time.perf_counter()
-    project = services.annotation_project_create(name="Bench", version=version, actor=curator, schema=schema,
-                                                 annotations_per_example=2)
+    project = services.annotation_project_create(
+        name="Bench", version=version, actor=curator, schema=schema, annotations_per_example=2
+    )
     print(f"project created: {project.task_count:,} tasks in {time.perf_counter() - started:.2f} s")
 
     # Earlier work: two annotators answered the first --answered examples (written in bulk, then settled by the
@@ -105,8 +131,15 @@ def main() -> None:
     for task in tasks:
         for who, user in enumerate((first, second)):
             label = LABELS[(task.position + (who if task.position % 7 == 0 else 0)) % 5]
-            rows.append(Annotation(task=task, annotator=user, annotator_name=user.username,
-                                   answer={"team": label, "urgency": 1 + task.position % 5}, seconds=5.0))
+            rows.append(
+                Annotation(
+                    task=task,
+                    annotator=user,
+                    annotator_name=user.username,
+                    answer={"team": label, "urgency": 1 + task.position % 5},
+                    seconds=5.0,
+                )
+            )
     Annotation.objects.bulk_create(rows, batch_size=5000)
     from annotation.services import _task_settle
 
@@ -149,33 +182,44 @@ def main() -> None:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=work, args=(user,)) for user in annotators[1: args.threads + 1]]
+    threads = [threading.Thread(target=work, args=(user,)) for user in annotators[1 : args.threads + 1]]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    print(f"{args.threads} annotators at once, reserve+submit: {ms(timings)}; "
-          f"{len(timings) / elapsed:.0f} answers/s in all")
+    print(
+        f"{args.threads} annotators at once, reserve+submit: {ms(timings)}; "
+        f"{len(timings) / elapsed:.0f} answers/s in all"
+    )
     print(f"examples held by two annotators at once: {len(overlaps)}")
-    doubles = (Annotation.objects.values("task_id", "annotator_name").order_by()
-               .annotate(n=django.db.models.Count("id")).filter(n__gt=1).count())
+    doubles = (
+        Annotation.objects.values("task_id", "annotator_name")
+        .order_by()
+        .annotate(n=django.db.models.Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
     print(f"answers given twice by one annotator: {doubles}")
 
     started = time.perf_counter()
     report = selectors.project_agreement(project)
     team = next(field for field in report["fields"] if field["name"] == "team")["summary"]
-    print(f"project_agreement over {Annotation.objects.count():,} answers: {time.perf_counter() - started:.2f} s "
-          f"(Cohen's kappa {team['cohen_kappa']}, Fleiss' kappa {team['fleiss_kappa']:.3f})")
+    print(
+        f"project_agreement over {Annotation.objects.count():,} answers: {time.perf_counter() - started:.2f} s "
+        f"(Cohen's kappa {team['cohen_kappa']}, Fleiss' kappa {team['fleiss_kappa']:.3f})"
+    )
     started = time.perf_counter()
     progress = selectors.project_progress(project, me)
     print(f"project_progress: {1000 * (time.perf_counter() - started):.1f} ms ({progress['percent']}% answered)")
     started = time.perf_counter()
     published = services.annotation_project_publish(project=project, actor=curator)
-    print(f"annotation_project_publish: {published.row_count:,} rows, "
-          f"{published.operation_params['settled']:,} settled answers written, "
-          f"{time.perf_counter() - started:.2f} s")
+    print(
+        f"annotation_project_publish: {published.row_count:,} rows, "
+        f"{published.operation_params['settled']:,} settled answers written, "
+        f"{time.perf_counter() - started:.2f} s"
+    )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

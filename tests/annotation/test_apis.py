@@ -459,7 +459,8 @@ def test_project_created_through_the_api_with_gold_examples(people):
     response = people["engineer"].post("/api/v1/annotation/projects/", body, format="json")
     assert response.status_code == 201, response.json()
     assert AnnotationProject.objects.get(pk=response.json()["id"]).tasks.filter(is_gold=True).count() == 2
-    response = people["engineer"].post("/api/v1/annotation/projects/", {**body, "name": "Too many", "gold_count": 9},
-                                       format="json")
+    response = people["engineer"].post(
+        "/api/v1/annotation/projects/", {**body, "name": "Too many", "gold_count": 9}, format="json"
+    )
     assert response.status_code == 400
     assert "Only 4 examples have a known label" in response.json()["fields"]["gold_count"][0]

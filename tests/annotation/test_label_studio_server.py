@@ -373,8 +373,13 @@ def test_an_answer_given_here_is_not_overwritten_from_label_studio(
     project = label_studio_push(project=make_project(rows=1), actor=None)
     held = assignment_next(project=project, annotator=cleo)
     annotation_submit(assignment=held, annotator=cleo, answer={"reply": "Mine, here", "team": "Technical"})
-    _annotate(label_studio_sdk, held.task.label_studio_task_id, {"reply": "There", "team": "it's"},
-              schema=project.schema, by=ls_cleo.id)
+    _annotate(
+        label_studio_sdk,
+        held.task.label_studio_task_id,
+        {"reply": "There", "team": "it's"},
+        schema=project.schema,
+        by=ls_cleo.id,
+    )
 
     report = label_studio_pull(project=project, actor=None)
 

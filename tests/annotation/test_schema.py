@@ -4,17 +4,28 @@ import pytest
 
 from annotation.schema import SchemaError, answer_clean, hotkeys, matches, resolve, schema_clean
 
-SCHEMA = schema_clean({
-    "instructions": "  Rate and route.  ",
-    "fields": [
-        {"name": "reply", "kind": "text", "writes": "target"},
-        {"name": "team", "kind": "choice", "options": ["Billing", "Technical", "<img src=x onerror=alert(1)>"],
-         "writes": "label"},
-        {"name": "tags", "kind": "choice", "options": ["urgent", "angry"], "multiple": True, "required": False},
-        {"name": "quality", "kind": "rating", "scale": 5, "rubric": {"5": "Send as is", "1": "Wrong"},
-         "required": False},
-    ],
-})
+SCHEMA = schema_clean(
+    {
+        "instructions": "  Rate and route.  ",
+        "fields": [
+            {"name": "reply", "kind": "text", "writes": "target"},
+            {
+                "name": "team",
+                "kind": "choice",
+                "options": ["Billing", "Technical", "<img src=x onerror=alert(1)>"],
+                "writes": "label",
+            },
+            {"name": "tags", "kind": "choice", "options": ["urgent", "angry"], "multiple": True, "required": False},
+            {
+                "name": "quality",
+                "kind": "rating",
+                "scale": 5,
+                "rubric": {"5": "Send as is", "1": "Wrong"},
+                "required": False,
+            },
+        ],
+    }
+)
 
 
 def test_schema_is_normalised_with_titles_and_sorted_rubric():
@@ -36,10 +47,19 @@ def test_schema_is_normalised_with_titles_and_sorted_rubric():
         ({"fields": [{"name": "t", "kind": "rating", "scale": 11}]}, "2 to 10"),
         ({"fields": [{"name": "t", "kind": "rating", "rubric": {"7": "x"}}]}, "outside 1–5"),
         ({"fields": [{"name": "t", "kind": "text", "writes": "label"}]}, "cannot write the label"),
-        ({"fields": [{"name": "t", "kind": "choice", "options": ["a"], "multiple": True, "writes": "label"}]},
-         "single-choice"),
-        ({"fields": [{"name": "a", "kind": "text", "writes": "target"}, {"name": "b", "kind": "text",
-                                                                          "writes": "target"}]}, "Only one field"),
+        (
+            {"fields": [{"name": "t", "kind": "choice", "options": ["a"], "multiple": True, "writes": "label"}]},
+            "single-choice",
+        ),
+        (
+            {
+                "fields": [
+                    {"name": "a", "kind": "text", "writes": "target"},
+                    {"name": "b", "kind": "text", "writes": "target"},
+                ]
+            },
+            "Only one field",
+        ),
         ({"fields": [{"name": "a", "kind": "text"}, {"name": "a", "kind": "text"}]}, "Two fields"),
         ({"fields": [{"name": "t", "kind": "choice", "options": [str(n) for n in range(10)]}]}, "one key each"),
         ("not a dict", "must be an object"),
@@ -60,8 +80,9 @@ def test_hotkeys_give_each_choice_and_rating_field_its_own_row():
 
 
 def test_answer_is_cleaned_to_canonical_form():
-    answer = answer_clean(SCHEMA, {"reply": "  Sorry!  ", "team": "Billing", "tags": ["angry", "urgent"],
-                                   "quality": "4"})
+    answer = answer_clean(
+        SCHEMA, {"reply": "  Sorry!  ", "team": "Billing", "tags": ["angry", "urgent"], "quality": "4"}
+    )
     assert answer == {"reply": "Sorry!", "team": "Billing", "tags": ["urgent", "angry"], "quality": 4}
 
 
@@ -92,35 +113,45 @@ def test_drafts_may_be_partial_but_not_wrong():
 
 def test_html_in_labels_is_just_text():
     assert answer_clean(SCHEMA, {"reply": "<script>x</script>", "team": "<img src=x onerror=alert(1)>"}) == {
-        "reply": "<script>x</script>", "team": "<img src=x onerror=alert(1)>"}
+        "reply": "<script>x</script>",
+        "team": "<img src=x onerror=alert(1)>",
+    }
 
 
 def test_resolve_majority_median_and_text_similarity():
     same_text = "We refunded the duplicate charge; it shows in 3 days."
-    consensus, disagreements = resolve(SCHEMA, [
-        {"reply": same_text, "team": "Billing", "quality": 4, "tags": ["urgent"]},
-        {"reply": same_text + " Sorry!", "team": "Billing", "quality": 5, "tags": ["urgent"]},
-        {"reply": same_text, "team": "Technical", "quality": 4, "tags": ["angry"]},
-    ])
+    consensus, disagreements = resolve(
+        SCHEMA,
+        [
+            {"reply": same_text, "team": "Billing", "quality": 4, "tags": ["urgent"]},
+            {"reply": same_text + " Sorry!", "team": "Billing", "quality": 5, "tags": ["urgent"]},
+            {"reply": same_text, "team": "Technical", "quality": 4, "tags": ["angry"]},
+        ],
+    )
     assert disagreements == []
     assert consensus == {"reply": same_text, "team": "Billing", "tags": ["urgent"], "quality": 4}
 
 
 def test_resolve_reports_ties_and_different_texts():
-    consensus, disagreements = resolve(SCHEMA, [
-        {"reply": "Please restart the router.", "team": "Billing", "quality": 1},
-        {"reply": "Your refund was approved yesterday.", "team": "Technical", "quality": 5},
-    ])
+    consensus, disagreements = resolve(
+        SCHEMA,
+        [
+            {"reply": "Please restart the router.", "team": "Billing", "quality": 1},
+            {"reply": "Your refund was approved yesterday.", "team": "Technical", "quality": 5},
+        ],
+    )
     assert disagreements == ["reply", "team", "quality"]
     assert consensus == {}
 
 
 def test_ratings_one_point_apart_agree_on_the_lower():
-    consensus, disagreements = resolve(SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3},
-                                                {"reply": "Hi", "team": "Billing", "quality": 4}])
+    consensus, disagreements = resolve(
+        SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3}, {"reply": "Hi", "team": "Billing", "quality": 4}]
+    )
     assert (consensus["quality"], disagreements) == (3, [])
-    _, disagreements = resolve(SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3},
-                                        {"reply": "Hi", "team": "Billing", "quality": 5}])
+    _, disagreements = resolve(
+        SCHEMA, [{"reply": "Hi", "team": "Billing", "quality": 3}, {"reply": "Hi", "team": "Billing", "quality": 5}]
+    )
     assert disagreements == ["quality"]
 
 

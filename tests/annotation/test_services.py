@@ -34,8 +34,9 @@ def version(db):
 @pytest.fixture
 def project(version, engineer):
     services.label_schema_save(dataset=version.dataset, schema=SCHEMA, actor=engineer)
-    return services.annotation_project_create(name="Routing", version=version, actor=engineer,
-                                              annotations_per_example=2)
+    return services.annotation_project_create(
+        name="Routing", version=version, actor=engineer, annotations_per_example=2
+    )
 
 
 @pytest.fixture
@@ -161,12 +162,14 @@ def test_expired_reservation_taken_by_someone_else_is_refused_and_kept_as_draft(
 
 def test_draft_from_a_stale_tab_is_refused(project, annotator):
     assignment = services.assignment_next(project=project, annotator=annotator)
-    saved = services.assignment_draft_save(assignment=assignment, annotator=annotator, draft={"team": "Billing"},
-                                           revision=0)
+    saved = services.assignment_draft_save(
+        assignment=assignment, annotator=annotator, draft={"team": "Billing"}, revision=0
+    )
     assert saved.revision == 1
     with pytest.raises(AnnotationConflict, match="another tab"):
-        services.assignment_draft_save(assignment=assignment, annotator=annotator, draft={"team": "Technical"},
-                                       revision=0)
+        services.assignment_draft_save(
+            assignment=assignment, annotator=annotator, draft={"team": "Technical"}, revision=0
+        )
     assignment.refresh_from_db()
     assert assignment.draft == {"team": "Billing"}
 
@@ -197,12 +200,14 @@ def test_time_spent_is_recorded_but_never_more_than_the_wall_clock(project, anno
     assignment = services.assignment_next(project=project, annotator=annotator)
     Assignment.objects.filter(pk=assignment.pk).update(reserved_at=timezone.now() - timedelta(seconds=30))
     assignment.refresh_from_db()
-    annotation = services.annotation_submit(assignment=assignment, annotator=annotator, answer={"team": "Billing"},
-                                            active_seconds=12.5)
+    annotation = services.annotation_submit(
+        assignment=assignment, annotator=annotator, answer={"team": "Billing"}, active_seconds=12.5
+    )
     assert annotation.seconds == 12.5
     assignment = services.assignment_next(project=project, annotator=annotator)
-    annotation = services.annotation_submit(assignment=assignment, annotator=annotator, answer={"team": "Billing"},
-                                            active_seconds=10_000)
+    annotation = services.annotation_submit(
+        assignment=assignment, annotator=annotator, answer={"team": "Billing"}, active_seconds=10_000
+    )
     assert annotation.seconds < 60
 
 
@@ -280,14 +285,24 @@ def test_the_database_refuses_a_second_active_reservation_of_one_example(project
 
     held = services.assignment_next(project=project, annotator=annotator)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Assignment.objects.create(task=held.task, annotator=second, reserved_at=timezone.now(),
-                                  expires_at=timezone.now() + timedelta(minutes=5))
+        Assignment.objects.create(
+            task=held.task,
+            annotator=second,
+            reserved_at=timezone.now(),
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )
 
 
 def test_an_answer_that_already_came_from_label_studio_is_not_stored_twice(project, annotator):
     held = services.assignment_next(project=project, annotator=annotator)
-    services.annotation_record_external(task=held.task, annotator=annotator, annotator_name="annotator",
-                                        answer={"team": "Billing"}, seconds=3, label_studio_annotation_id=7)
+    services.annotation_record_external(
+        task=held.task,
+        annotator=annotator,
+        annotator_name="annotator",
+        answer={"team": "Billing"},
+        seconds=3,
+        label_studio_annotation_id=7,
+    )
     with pytest.raises(AnnotationConflict, match="already arrived from Label Studio"):
         services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Technical"})
     assert list(Annotation.objects.values_list("answer", flat=True)) == [{"team": "Billing"}]
@@ -314,18 +329,22 @@ def test_late_answer_to_a_finished_project_says_so(project, annotator, second, e
         services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Billing"})
 
 
-REPLY_SCHEMA = {"instructions": "Correct the reply.",
-                "fields": [{"name": "reply", "kind": "text", "writes": "target"}]}
+REPLY_SCHEMA = {"instructions": "Correct the reply.", "fields": [{"name": "reply", "kind": "text", "writes": "target"}]}
 
 
 @pytest.fixture
 def reply_project(engineer):
     version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED)
     for i in range(2):
-        ExampleFactory(version=version, row_index=i, input=f"Ticket {i} from Dana Whitfield: invoice is wrong",
-                       target="Hello Dana Whitfield, we fixed the invoice.")
-    return services.annotation_project_create(name="Replies", version=version, actor=engineer,
-                                              annotations_per_example=1, schema=REPLY_SCHEMA)
+        ExampleFactory(
+            version=version,
+            row_index=i,
+            input=f"Ticket {i} from Dana Whitfield: invoice is wrong",
+            target="Hello Dana Whitfield, we fixed the invoice.",
+        )
+    return services.annotation_project_create(
+        name="Replies", version=version, actor=engineer, annotations_per_example=1, schema=REPLY_SCHEMA
+    )
 
 
 def test_new_text_without_personal_data_keeps_the_version_approved(reply_project, annotator, engineer):
@@ -337,8 +356,7 @@ def test_new_text_without_personal_data_keeps_the_version_approved(reply_project
     assert new.operation_params["privacy_check"] == {"texts": 1, "findings": 0, "entities": {}, "rows": []}
 
 
-def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review(reply_project, annotator,
-                                                                                 engineer):
+def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review(reply_project, annotator, engineer):
     submit(reply_project, annotator, {"reply": "Hello Dana, call me on 617-555-0134 or write to jo.m@example.org."})
     submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, we fixed the invoice."})
     new = services.annotation_project_publish(project=reply_project, actor=engineer)
@@ -375,8 +393,9 @@ def test_gold_examples_are_seeded_from_known_labels_and_check_annotators(enginee
     version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED, dataset=dataset)
     for i in range(10):
         ExampleFactory(version=version, row_index=i, label="" if i == 3 else ["Billing", "Technical"][i % 2])
-    project = services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA,
-                                                 annotations_per_example=1, gold_count=3)
+    project = services.annotation_project_create(
+        name="Gold", version=version, actor=engineer, schema=SCHEMA, annotations_per_example=1, gold_count=3
+    )
     gold = list(project.tasks.filter(is_gold=True).order_by("position"))
     assert [task.example.row_index for task in gold] == [0, 4, 7]  # spread over the examples with a known label
     assert [task.gold_answer for task in gold] == [{"team": "Billing"}, {"team": "Billing"}, {"team": "Technical"}]
@@ -391,10 +410,10 @@ def test_more_gold_than_known_answers_is_refused_and_nothing_is_created(engineer
     ExampleFactory(version=version, row_index=0, label="Billing")
     ExampleFactory(version=version, row_index=1, label="")
     with pytest.raises(ValidationError, match="Only 1 examples have a known label"):
-        services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA,
-                                           gold_count=2)
+        services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=SCHEMA, gold_count=2)
     rating_only = {"fields": [{"name": "quality", "kind": "rating"}]}
     with pytest.raises(ValidationError, match="taken from known labels"):
-        services.annotation_project_create(name="Gold", version=version, actor=engineer, schema=rating_only,
-                                           gold_count=1)
+        services.annotation_project_create(
+            name="Gold", version=version, actor=engineer, schema=rating_only, gold_count=1
+        )
     assert not Task.objects.exists()

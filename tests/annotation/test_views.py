@@ -690,12 +690,16 @@ def test_publishing_text_with_new_personal_data_warns_and_waits_for_privacy_revi
     version = VersionFactory(privacy=DatasetVersion.Privacy.APPROVED)
     ExampleFactory(version=version, row_index=0, input="My invoice is wrong.", target="We fixed it.")
     project = services.annotation_project_create(
-        name="Reply fixes", version=version, actor=curator, annotations_per_example=1,
+        name="Reply fixes",
+        version=version,
+        actor=curator,
+        annotations_per_example=1,
         schema={"fields": [{"name": "reply", "kind": "text", "writes": "target"}]},
     )
     held = services.assignment_next(project=project, annotator=annotator)
-    services.annotation_submit(assignment=held, annotator=annotator,
-                               answer={"reply": "We fixed it. Call Maria Lopez on 617-555-0134 if not."})
+    services.annotation_submit(
+        assignment=held, annotator=annotator, answer={"reply": "We fixed it. Call Maria Lopez on 617-555-0134 if not."}
+    )
     client.force_login(curator)
     page = client.post(url("project_publish", project.pk), follow=True).content.decode()
     assert "seems to hold personal data" in page and "PHONE_NUMBER" in page
@@ -709,8 +713,13 @@ def test_publishing_text_with_new_personal_data_warns_and_waits_for_privacy_revi
 def test_new_project_with_gold_examples_needs_known_answers(client, curator, version):
     services.label_schema_save(dataset=version.dataset, schema=SCHEMA, actor=curator)
     client.force_login(curator)
-    data = {"name": "Routing", "version": version.pk, "annotations_per_example": 2, "reservation_minutes": 30,
-            "gold_count": 1}
+    data = {
+        "name": "Routing",
+        "version": version.pk,
+        "annotations_per_example": 2,
+        "reservation_minutes": 30,
+        "gold_count": 1,
+    }
     page = client.post(url("project_create"), data).content.decode()
     assert "Only 0 examples have a known label" in page
     assert not AnnotationProject.objects.exists()

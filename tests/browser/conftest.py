@@ -42,6 +42,11 @@ def browser(monkeypatch):
             yield browser
         finally:
             browser.close()
+            # With Playwright's loop in this thread, the test's ORM calls get a connection of their own (Django
+            # keeps connections per context then); close it here, or PostgreSQL cannot drop the test database.
+            from django.db import connections
+
+            connections.close_all()
 
 
 @pytest.fixture
