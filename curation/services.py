@@ -39,7 +39,16 @@ from projectsite.progress import ProgressReporter, flag_clear, flag_is_set, flag
 BATCH = 5000
 ROLE_FIELDS = ("input", "target", "label", "group")
 EXAMPLE_COLUMNS = (
-    "row_index", "source_line", "input", "target", "label", "group", "metadata", "split", "row_hash", "text_hash",
+    "row_index",
+    "source_line",
+    "input",
+    "target",
+    "label",
+    "group",
+    "metadata",
+    "split",
+    "row_hash",
+    "text_hash",
     "flags",
 )
 
@@ -76,9 +85,7 @@ def upload_create(
     name = _safe_name(original_name)
     fmt = fmt or formats.detect_format(name)
     if fmt not in formats.FORMATS:
-        raise ValidationError(
-            {"format": f"Cannot tell the format of “{name}”. Choose JSON Lines, JSON, CSV or TSV."}
-        )
+        raise ValidationError({"format": f"Cannot tell the format of “{name}”. Choose JSON Lines, JSON, CSV or TSV."})
     if task_type not in TaskType.values:
         raise ValidationError({"task_type": f"Unknown task type {task_type!r}."})
     dataset_name = (dataset_name or "").strip()
@@ -89,13 +96,12 @@ def upload_create(
         raise ValidationError(
             {"file": f"The file is {size:,} bytes; the limit is {settings.TUNINGDESK_MAX_UPLOAD_BYTES:,} bytes."}
         )
-    upload = Upload(original_name=name, size=size, format=fmt, dataset_name=dataset_name, task_type=task_type,
-                    created_by=actor)
+    upload = Upload(
+        original_name=name, size=size, format=fmt, dataset_name=dataset_name, task_type=task_type, created_by=actor
+    )
     upload.file.save(name, file, save=False)
     try:
-        upload.columns = formats.sniff_columns(
-            upload.file.path, fmt, max_row_bytes=settings.TUNINGDESK_MAX_ROW_BYTES
-        )
+        upload.columns = formats.sniff_columns(upload.file.path, fmt, max_row_bytes=settings.TUNINGDESK_MAX_ROW_BYTES)
     except formats.FileRejected as exc:
         upload.file.delete(save=False)
         raise ValidationError({"file": str(exc)}) from None
@@ -105,8 +111,12 @@ def upload_create(
     upload.mapping = suggest_mapping(upload.columns, task_type)
     upload.full_clean()
     upload.save()
-    audit_record(actor=actor, action="upload.create", obj=upload,
-                 after={"file": name, "size": size, "format": fmt, "dataset": dataset_name})
+    audit_record(
+        actor=actor,
+        action="upload.create",
+        obj=upload,
+        after={"file": name, "size": size, "format": fmt, "dataset": dataset_name},
+    )
     return upload
 
 
@@ -173,8 +183,13 @@ def upload_set_mapping(*, upload: Upload, actor, mapping: dict, task_type: str |
     upload.mapping = mapping_clean(mapping=mapping, columns=upload.columns, task_type=task_type)
     upload.task_type = task_type
     upload.save(update_fields=["mapping", "task_type", "updated_at"])
-    audit_record(actor=actor, action="upload.map", obj=upload, before=before,
-                 after={"mapping": upload.mapping, "task_type": task_type})
+    audit_record(
+        actor=actor,
+        action="upload.map",
+        obj=upload,
+        before=before,
+        after={"mapping": upload.mapping, "task_type": task_type},
+    )
     return upload
 
 
@@ -238,8 +253,9 @@ def upload_stage(*, upload_id: int) -> Upload:
     except formats.FileRejected as exc:
         return _upload_fail(upload_id, str(exc), progress)
     except Exception as exc:
-        _upload_fail(upload_id, f"The import stopped because of an unexpected error: {exc}. Nothing was imported.",
-                     progress)
+        _upload_fail(
+            upload_id, f"The import stopped because of an unexpected error: {exc}. Nothing was imported.", progress
+        )
         raise
     progress(1.0, force=True, status=Upload.Status.VALIDATED)
     return Upload.objects.get(pk=upload_id)
@@ -260,9 +276,15 @@ def _stage_rows(upload: Upload, progress: ProgressReporter) -> dict:
             f"The dataset “{dataset.name}” holds {dataset.get_task_type_display()} data; "
             f"this upload is {TaskType(upload.task_type).label}. Choose another dataset name."
         )
-    version = _version_new(dataset=dataset, parent=None, operation=DatasetVersion.Operation.IMPORT,
-                           params={"upload_id": upload.pk, "file": upload.original_name, "mapping": upload.mapping},
-                           actor=upload.created_by, seed=13, ratios=DEFAULT_RATIOS)
+    version = _version_new(
+        dataset=dataset,
+        parent=None,
+        operation=DatasetVersion.Operation.IMPORT,
+        params={"upload_id": upload.pk, "file": upload.original_name, "mapping": upload.mapping},
+        actor=upload.created_by,
+        seed=13,
+        ratios=DEFAULT_RATIOS,
+    )
     assigner = SplitAssigner(version.split_seed, version.split_ratios)
     path = Path(upload.file.path)
     file_size = max(path.stat().st_size, 1)
@@ -324,9 +346,16 @@ def _stage_rows(upload: Upload, progress: ProgressReporter) -> dict:
 
 def _collect_problem(upload: Upload, problem: formats.Problem, problems: list, rejected_lines: set[int]) -> None:
     rejected_lines.add(problem.line)
-    problems.append(UploadProblem(upload=upload, line=problem.line, field=problem.field[:200],
-                                  reason=problem.reason, message=problem.message[:500],
-                                  excerpt=problem.excerpt[:200]))
+    problems.append(
+        UploadProblem(
+            upload=upload,
+            line=problem.line,
+            field=problem.field[:200],
+            reason=problem.reason,
+            message=problem.message[:500],
+            excerpt=problem.excerpt[:200],
+        )
+    )
 
 
 def _flush_problems(problems: list[UploadProblem]) -> None:
@@ -337,8 +366,16 @@ def _flush_problems(problems: list[UploadProblem]) -> None:
 
 def _example_tuple(row: formats.MappedRow, index: int, split: str) -> tuple:
     return (
-        index, row.line, row.input, row.target, row.label, row.group, row.metadata, split,
-        row_hash(row.input, row.target, row.label, row.group), text_hash(row.input, row.target),
+        index,
+        row.line,
+        row.input,
+        row.target,
+        row.label,
+        row.group,
+        row.metadata,
+        split,
+        row_hash(row.input, row.target, row.label, row.group),
+        text_hash(row.input, row.target),
         quality_flags(row.input, row.target),
     )
 
@@ -451,8 +488,12 @@ def _drop_duplicate_rows(upload: Upload, version: DatasetVersion) -> int:
         while chunk := cursor.fetchmany(BATCH):
             UploadProblem.objects.bulk_create(
                 [
-                    UploadProblem(upload=upload, line=line, reason=UploadProblem.Reason.DUPLICATE,
-                                  message=f"Same content as line {first}.")
+                    UploadProblem(
+                        upload=upload,
+                        line=line,
+                        reason=UploadProblem.Reason.DUPLICATE,
+                        message=f"Same content as line {first}.",
+                    )
                     for _, line, first in chunk
                 ],
                 batch_size=1000,
@@ -479,11 +520,18 @@ def upload_commit(*, upload: Upload, actor) -> DatasetVersion:
     version.refresh_from_db()
     upload.status = Upload.Status.IMPORTED
     upload.save(update_fields=["status", "updated_at"])
-    audit_record(actor=actor, action="upload.import", obj=upload,
-                 after={"version_id": version.pk, "rows": upload.good_rows, "rejected": upload.rejected_rows})
-    audit_record(actor=actor, action="version.create", obj=version,
-                 after={"operation": version.operation, "rows": version.row_count,
-                        "content_hash": version.content_hash})
+    audit_record(
+        actor=actor,
+        action="upload.import",
+        obj=upload,
+        after={"version_id": version.pk, "rows": upload.good_rows, "rejected": upload.rejected_rows},
+    )
+    audit_record(
+        actor=actor,
+        action="version.create",
+        obj=version,
+        after={"operation": version.operation, "rows": version.row_count, "content_hash": version.content_hash},
+    )
     return version
 
 
@@ -517,13 +565,21 @@ def upload_cancel(*, upload: Upload, actor) -> Upload:
 # --- versions --------------------------------------------------------------------------------
 
 
-def _version_new(*, dataset: Dataset, parent, operation: str, params: dict, actor, seed: int,
-                 ratios: dict) -> DatasetVersion:
+def _version_new(
+    *, dataset: Dataset, parent, operation: str, params: dict, actor, seed: int, ratios: dict
+) -> DatasetVersion:
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
     number = (dataset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-    version = DatasetVersion(dataset=dataset, number=number, parent=parent, operation=operation,
-                             operation_params=params, created_by=actor, split_seed=seed,
-                             split_ratios=validate_ratios(ratios))
+    version = DatasetVersion(
+        dataset=dataset,
+        number=number,
+        parent=parent,
+        operation=operation,
+        operation_params=params,
+        created_by=actor,
+        split_seed=seed,
+        split_ratios=validate_ratios(ratios),
+    )
     version.full_clean()
     version.save()
     return version
@@ -586,9 +642,18 @@ def _version_finalize(version: DatasetVersion) -> None:
     version.save(update_fields=["row_count", "content_hash", "stats"])
 
 
-def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, actor, keep=None,
-                    drop_row_indexes: Iterable[int] = (), seed: int | None = None,
-                    ratios: dict | None = None, transform=None) -> DatasetVersion:
+def _version_derive(
+    *,
+    parent: DatasetVersion,
+    operation: str,
+    params: dict,
+    actor,
+    keep=None,
+    drop_row_indexes: Iterable[int] = (),
+    seed: int | None = None,
+    ratios: dict | None = None,
+    transform=None,
+) -> DatasetVersion:
     """A new ready version holding the parent's rows (or ``keep``, a queryset of them) minus dropped rows.
 
     ``transform(version)``, when given, edits the copied rows before the version is hashed and marked ready.
@@ -596,9 +661,15 @@ def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, act
     if not parent.is_ready:
         raise ValidationError("This version is not ready yet.")
     resplit = seed is not None
-    version = _version_new(dataset=parent.dataset, parent=parent, operation=operation, params=params, actor=actor,
-                           seed=parent.split_seed if seed is None else seed,
-                           ratios=ratios or parent.split_ratios)
+    version = _version_new(
+        dataset=parent.dataset,
+        parent=parent,
+        operation=operation,
+        params=params,
+        actor=actor,
+        seed=parent.split_seed if seed is None else seed,
+        ratios=ratios or parent.split_ratios,
+    )
     # Dropping rows or re-splitting adds no text, so an approved parent's child stays approved.
     version.privacy = parent.privacy
     version.save(update_fields=["privacy"])
@@ -621,9 +692,18 @@ def _version_derive(*, parent: DatasetVersion, operation: str, params: dict, act
     _version_finalize(version)
     DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
     version.refresh_from_db()
-    audit_record(actor=actor, action="version.create", obj=version,
-                 after={"operation": operation, "parent": parent.pk, "params": params, "rows": version.row_count,
-                        "content_hash": version.content_hash})
+    audit_record(
+        actor=actor,
+        action="version.create",
+        obj=version,
+        after={
+            "operation": operation,
+            "parent": parent.pk,
+            "params": params,
+            "rows": version.row_count,
+            "content_hash": version.content_hash,
+        },
+    )
     return version
 
 
@@ -652,14 +732,26 @@ def version_split(*, version: DatasetVersion, actor, seed: int, ratios: dict[str
         ratios = validate_ratios(ratios)
     except ValueError as exc:
         raise ValidationError({"ratios": str(exc)}) from None
-    return _version_derive(parent=version, operation=DatasetVersion.Operation.SPLIT,
-                           params={"seed": seed, "ratios": ratios}, actor=actor, seed=seed, ratios=ratios)
+    return _version_derive(
+        parent=version,
+        operation=DatasetVersion.Operation.SPLIT,
+        params={"seed": seed, "ratios": ratios},
+        actor=actor,
+        seed=seed,
+        ratios=ratios,
+    )
 
 
 @transaction.atomic
 def version_filter(
-    *, version: DatasetVersion, actor, min_chars: int | None = None, max_chars: int | None = None,
-    drop_empty_target: bool = False, drop_not_english: bool = False, label_set: list[str] | None = None,
+    *,
+    version: DatasetVersion,
+    actor,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    drop_empty_target: bool = False,
+    drop_not_english: bool = False,
+    label_set: list[str] | None = None,
 ) -> DatasetVersion:
     """A new version without the rows that fail the chosen quality filters."""
     if min_chars is not None and max_chars is not None and min_chars > max_chars:
@@ -677,12 +769,18 @@ def version_filter(
         keep = keep.exclude(pk__in=version.examples.flagged(Flag.NOT_ENGLISH).values("pk"))
     if label_set:
         keep = keep.filter(label__in=label_set)
-    params = {"min_chars": min_chars, "max_chars": max_chars, "drop_empty_target": drop_empty_target,
-              "drop_not_english": drop_not_english, "label_set": label_set or []}
+    params = {
+        "min_chars": min_chars,
+        "max_chars": max_chars,
+        "drop_empty_target": drop_empty_target,
+        "drop_not_english": drop_not_english,
+        "label_set": label_set or [],
+    }
     if not any(value for value in params.values()):
         raise ValidationError("Choose at least one filter.")
-    return _version_derive(parent=version, operation=DatasetVersion.Operation.FILTER, params=params, actor=actor,
-                           keep=keep)
+    return _version_derive(
+        parent=version, operation=DatasetVersion.Operation.FILTER, params=params, actor=actor, keep=keep
+    )
 
 
 # --- deduplication ---------------------------------------------------------------------------
@@ -773,15 +871,19 @@ def dedupe_run_apply(*, run: DedupeRun, actor, keep: dict[int, list[int]] | None
         drop_indexes.extend(
             Example.objects.filter(pk__in=drop_ids[start : start + 900]).values_list("row_index", flat=True)
         )
-    version = _version_derive(parent=run.version, operation=DatasetVersion.Operation.DEDUPE,
-                              params={"dedupe_run": run.pk, "mode": run.mode, "threshold": run.threshold,
-                                      "dropped": len(drop_ids)},
-                              actor=actor, drop_row_indexes=drop_indexes)
+    version = _version_derive(
+        parent=run.version,
+        operation=DatasetVersion.Operation.DEDUPE,
+        params={"dedupe_run": run.pk, "mode": run.mode, "threshold": run.threshold, "dropped": len(drop_ids)},
+        actor=actor,
+        drop_row_indexes=drop_indexes,
+    )
     run.status = DedupeRun.Status.APPLIED
     run.result_version = version
     run.save(update_fields=["status", "result_version"])
-    audit_record(actor=actor, action="dedupe.apply", obj=run,
-                 after={"version_id": version.pk, "dropped": len(drop_ids)})
+    audit_record(
+        actor=actor, action="dedupe.apply", obj=run, after={"version_id": version.pk, "dropped": len(drop_ids)}
+    )
     return version
 
 
@@ -789,7 +891,12 @@ def dedupe_run_apply(*, run: DedupeRun, actor, keep: dict[int, list[int]] | None
 
 
 def dataset_import(
-    *, path: str | Path, dataset_name: str, actor=None, fmt: str | None = None, mapping: dict | None = None,
+    *,
+    path: str | Path,
+    dataset_name: str,
+    actor=None,
+    fmt: str | None = None,
+    mapping: dict | None = None,
     task_type: str = TaskType.SFT,
 ) -> Upload:
     """Import a file on disk in one go (upload, map, check, keep the good rows), synchronously."""
@@ -797,8 +904,14 @@ def dataset_import(
     if not path.is_file():
         raise ValidationError({"file": f"No file at {path}."})
     with open(path, "rb") as handle:
-        upload = upload_create(actor=actor, file=File(handle, name=path.name), original_name=path.name,
-                               dataset_name=dataset_name, fmt=fmt, task_type=task_type)
+        upload = upload_create(
+            actor=actor,
+            file=File(handle, name=path.name),
+            original_name=path.name,
+            dataset_name=dataset_name,
+            fmt=fmt,
+            task_type=task_type,
+        )
     if mapping:
         upload = upload_set_mapping(upload=upload, actor=actor, mapping=mapping)
     with transaction.atomic():

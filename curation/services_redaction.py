@@ -102,8 +102,11 @@ def engine_for(run: RedactionRun) -> pii.PiiEngine:
 def engine_for_dataset(dataset_id: int) -> pii.PiiEngine:
     """The detector of the dataset's last approved review (its entity types, thresholds, allow and deny lists), or
     the default one: for checking new text written into a reviewed dataset."""
-    run = (RedactionRun.objects.filter(version__dataset_id=dataset_id, status=RedactionRun.Status.APPROVED)
-           .order_by("-created_at", "-id").first())
+    run = (
+        RedactionRun.objects.filter(version__dataset_id=dataset_id, status=RedactionRun.Status.APPROVED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
     config = redaction_config_clean(run.config if run else None)
     return _engine(json.dumps(config, sort_keys=True), dataset_id)
 

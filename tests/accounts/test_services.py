@@ -37,7 +37,9 @@ def test_roles_sync_is_idempotent_and_exact(make_user):
     roles_sync()
     annotator = next(group for group in groups if group.name == "Annotator")
     # Annotators label and see projects; nothing of the datasets themselves, nor anyone else's answers.
-    assert sorted(annotator.permissions.values_list("codename", flat=True)) == ["add_annotation",
-                                                                                "view_annotationproject"]
+    assert sorted(annotator.permissions.values_list("codename", flat=True)) == [
+        "add_annotation",
+        "view_annotationproject",
+    ]
     admin = next(group for group in groups if group.name == "Admin")
     assert admin.permissions.filter(codename="view_auditevent").exists()

@@ -101,8 +101,15 @@ def test_reviewer_adds_a_missed_span_and_bad_spans_are_refused(run, reviewer):
     example = run.version.examples.order_by("row_index").first()
     length = len(example.input)
     with pytest.raises(ValidationError, match=f"outside the text, which has {length} characters"):
-        finding_add(run=run, example=example, field="input", start=length - 2, end=length + 5,
-                    entity_type="US_SSN", actor=reviewer)
+        finding_add(
+            run=run,
+            example=example,
+            field="input",
+            start=length - 2,
+            end=length + 5,
+            entity_type="US_SSN",
+            actor=reviewer,
+        )
     with pytest.raises(ValidationError, match="no text field"):
         finding_add(run=run, example=example, field="label", start=0, end=2, entity_type="PERSON", actor=reviewer)
     added = finding_add(run=run, example=example, field="input", start=0, end=4, entity_type="PERSON", actor=reviewer)
@@ -133,10 +140,18 @@ def test_approved_version_holds_no_original_personal_data(run, version, reviewer
     # The reviewer adds what the detector missed: every SSN in the texts.
     for example in version.examples.all():
         for match in SSN.finditer(example.input):
-            if not run.findings.filter(example=example, field="input", start__lte=match.start(),
-                                       end__gte=match.end(), entity_type="US_SSN").exists():
-                finding_add(run=run, example=example, field="input", start=match.start(), end=match.end(),
-                            entity_type="US_SSN", actor=reviewer)
+            if not run.findings.filter(
+                example=example, field="input", start__lte=match.start(), end__gte=match.end(), entity_type="US_SSN"
+            ).exists():
+                finding_add(
+                    run=run,
+                    example=example,
+                    field="input",
+                    start=match.start(),
+                    end=match.end(),
+                    entity_type="US_SSN",
+                    actor=reviewer,
+                )
     findings_bulk_decide(run=run, actor=reviewer, status="accepted")
     with pytest.raises(ValidationError, match="has not passed privacy review"):
         services.version_export(version=version, actor=curator, fmt="jsonl")
@@ -182,17 +197,32 @@ def test_a_decision_on_one_mention_applies_to_every_mention(curator, reviewer, w
         {"q": "Zorblax asked again about the bill.", "a": "Sent to Zorblax."},
     ]
     path = write_file("t.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    version = services.dataset_import(path=path, dataset_name="Rare names", actor=curator,
-                                      mapping={"input": "q", "target": "a"}).version
+    version = services.dataset_import(
+        path=path, dataset_name="Rare names", actor=curator, mapping={"input": "q", "target": "a"}
+    ).version
     run = redaction_run_start(version=version, actor=reviewer, config={"entities": ["EMAIL_ADDRESS"]})
     redaction_run_execute(run_id=run.pk)
     run.refresh_from_db()
     first = version.examples.get(row_index=1)
     start = first.input.index("Zorblax Quintero")
-    finding_add(run=run, example=first, field="input", start=start, end=start + len("Zorblax Quintero"),
-                entity_type="PERSON", actor=reviewer)
-    finding_add(run=run, example=first, field="input", start=start, end=start + len("Zorblax"),
-                entity_type="PERSON", actor=reviewer)
+    finding_add(
+        run=run,
+        example=first,
+        field="input",
+        start=start,
+        end=start + len("Zorblax Quintero"),
+        entity_type="PERSON",
+        actor=reviewer,
+    )
+    finding_add(
+        run=run,
+        example=first,
+        field="input",
+        start=start,
+        end=start + len("Zorblax"),
+        entity_type="PERSON",
+        actor=reviewer,
+    )
     approved = redaction_run_approve(run=run, actor=reviewer)
     texts = " ".join(f"{e.input} {e.target}" for e in approved.examples.all())
     assert "Zorblax" not in texts and "Quintero" not in texts
@@ -217,8 +247,12 @@ def test_detection_runs_on_a_real_worker(transactional_db, celery_worker_proc, m
     curator = make_user("curator")
     reviewer = make_user("privacy_reviewer", username="rev")
     path = write_tickets(tmp_path / "t.jsonl", count=5, seed=9)
-    version = services.dataset_import(path=path, dataset_name="Worker tickets", actor=curator,
-                                      mapping={"input": "customer_message", "target": "agent_reply"}).version
+    version = services.dataset_import(
+        path=path,
+        dataset_name="Worker tickets",
+        actor=curator,
+        mapping={"input": "customer_message", "target": "agent_reply"},
+    ).version
     run = redaction_run_start(version=version, actor=reviewer)
 
     def finished():
