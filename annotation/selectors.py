@@ -61,24 +61,29 @@ def project_progress(project: AnnotationProject, user=None) -> dict:
     return progress
 
 
-def _tables(project: AnnotationProject) -> tuple[dict[str, dict], dict[int, dict], dict[str, list[float]]]:
-    """{field: {task: {annotator: comparable value}}}, {task: gold answer}, {annotator: [seconds]}."""
+def _tables(project: AnnotationProject) -> tuple[dict, dict, dict, dict, dict]:
+    """One pass over the project's answers: per field ``{task: {annotator: comparable value}}`` and the same with
+    raw values; the gold answers ``{task: answer}`` and the answers given on those tasks
+    ``{task: {annotator: answer}}``; ``{annotator: [seconds]}``."""
     fields = {field["name"]: field for field in project.schema["fields"]}
     tables: dict[str, dict] = {name: defaultdict(dict) for name in fields}
     raw: dict[str, dict] = {name: defaultdict(dict) for name in fields}
+    gold = dict(Task.objects.filter(project=project, is_gold=True).values_list("id", "gold_answer"))
+    on_gold: dict[int, dict] = defaultdict(dict)
     seconds: dict[str, list[float]] = defaultdict(list)
     rows = Annotation.objects.filter(task__project=project).values_list(
         "task_id", "annotator_name", "answer", "seconds"
     )
     for task_id, name, answer, spent in rows.iterator(chunk_size=5000):
         seconds[name].append(spent)
+        if task_id in gold:
+            on_gold[task_id][name] = answer
         for field_name, field in fields.items():
             value = answer.get(field_name)
             if value not in (None, "", []):
                 tables[field_name][task_id][name] = schemas.comparable(field, value)
                 raw[field_name][task_id][name] = value
-    gold = dict(Task.objects.filter(project=project, is_gold=True).values_list("id", "gold_answer"))
-    return {"tables": tables, "raw": raw}, gold, seconds
+    return tables, raw, gold, on_gold, seconds
 
 
 def project_agreement(project: AnnotationProject) -> dict:
@@ -96,7 +101,7 @@ def agreement_compute(project: AnnotationProject) -> dict:
     ROUGE-L similarity for free text), per option of each choice field (that option against the rest), and per
     annotator: agreement with the others, accuracy on gold examples, answers and median time."""
     fields = project.schema["fields"]
-    data, gold, seconds = _tables(project)
+    tables, raw, gold, on_gold, seconds = _tables(project)
     result_fields = []
     per_annotator: dict[str, dict] = {
         name: {
@@ -108,8 +113,7 @@ def agreement_compute(project: AnnotationProject) -> dict:
         for name, times in sorted(seconds.items())
     }
     for field in fields:
-        table = data["tables"][field["name"]]
-        summary = agreement.summarize(schemas.agreement_kind(field), table)
+        summary = agreement.summarize(schemas.agreement_kind(field), tables[field["name"]])
         entry = {
             "name": field["name"],
             "title": field["title"],
@@ -123,7 +127,7 @@ def agreement_compute(project: AnnotationProject) -> dict:
                     task: {
                         who: option in (value if isinstance(value, list) else [value]) for who, value in answers.items()
                     }
-                    for task, answers in data["raw"][field["name"]].items()
+                    for task, answers in raw[field["name"]].items()
                 }
                 option_summary = agreement.summarize("choice", binary)
                 used = sum(1 for answers in binary.values() for chosen in answers.values() if chosen)
@@ -137,25 +141,22 @@ def agreement_compute(project: AnnotationProject) -> dict:
                     }
                 )
         for name, figures in summary.get("per_annotator", {}).items():
-            per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
             per_annotator[name]["fields"][field["name"]] = figures
         result_fields.append(entry)
     # Gold: the share of gold examples where every answered field matches the gold answer.
     if gold:
         by_field = {field["name"]: field for field in fields}
         scores: dict[str, list[bool]] = defaultdict(list)
-        for task_id, name, answer in Annotation.objects.filter(task_id__in=gold).values_list(
-            "task_id", "annotator_name", "answer"
-        ):
+        for task_id, answers in on_gold.items():
             expected = gold[task_id]
-            checked = [
-                schemas.matches(by_field[key], answer.get(key), value)
-                for key, value in expected.items()
-                if key in by_field
-            ]
-            scores[name].append(all(checked) if checked else False)
+            for name, answer in answers.items():
+                checked = [
+                    schemas.matches(by_field[key], answer.get(key), value)
+                    for key, value in expected.items()
+                    if key in by_field
+                ]
+                scores[name].append(all(checked) if checked else False)
         for name, results in scores.items():
-            per_annotator.setdefault(name, {"name": name, "answers": 0, "median_seconds": None, "fields": {}})
             per_annotator[name]["gold"] = {
                 "n": len(results),
                 "correct": sum(results),
