@@ -8,9 +8,7 @@ anything is written: when Label Studio fails, our rows are left as they were and
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -27,14 +25,14 @@ from annotation.models import Annotation, AnnotationProject, LabelStudioConnecti
 from annotation.schema import SchemaError
 from annotation.services import annotation_record_external
 from curation.services import version_require_approved
+from projectsite.crypto import fernet_for
 
 CONNECTION_ID = 1
 EXTERNAL_PREFIX = "label-studio:"
 
 
 def _fernet() -> Fernet:
-    key = hashlib.sha256(f"{settings.SECRET_KEY}:label-studio-token".encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+    return fernet_for(settings.SECRET_KEY, "label-studio-token")
 
 
 def _plural(n: int, one: str, many: str) -> str:

@@ -5,7 +5,6 @@ Detection itself is plain Python (curation/pii.py); this module feeds it rows an
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from curation import pii
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
 from curation.services import _insert_examples, _version_finalize, _version_new
 from curation.text import quality_flags, row_hash, text_hash
+from projectsite.crypto import fernet_for
 
 CHUNK = 200
 
@@ -117,8 +117,7 @@ def _dataset_key(dataset_id: int) -> bytes:
 
 
 def _fernet() -> Fernet:
-    key = hashlib.sha256(f"{settings.TUNINGDESK_PII_KEY}:pseudonym-map".encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+    return fernet_for(settings.TUNINGDESK_PII_KEY, "pseudonym-map")
 
 
 # --- detection ---------------------------------------------------------------------------------

@@ -7,11 +7,9 @@ these services feed it rows of approved versions and store what it returns.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import datetime as dt
-import hashlib
 import io
 import logging
 import shutil
@@ -40,6 +38,7 @@ from evaluation.models import (
     StageChange,
     UseCase,
 )
+from projectsite.crypto import fernet_for
 from training.models import BaseModel, TrainedModel, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,7 @@ CHUNK = 64
 
 
 def _fernet() -> Fernet:
-    key = hashlib.sha256(f"{settings.SECRET_KEY}:endpoint-keys".encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+    return fernet_for(settings.SECRET_KEY, "endpoint-keys")
 
 
 def endpoint_api_key(endpoint: ExternalEndpoint) -> str:
