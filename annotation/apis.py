@@ -54,7 +54,7 @@ def _conflict_is_409():
 
 
 def _project_or_404(request, project_id: int) -> AnnotationProject:
-    project = selectors.projects_visible(request.user).filter(pk=project_id).first()
+    project = selectors.project_list().filter(pk=project_id).first()
     if project is None:
         raise exceptions.NotFound(f"There is no annotation project #{project_id}.")
     return project
@@ -483,7 +483,7 @@ class ProjectListApi(generics.ListAPIView):
     def get_queryset(self):
         filters = ProjectFilterInput(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        projects = selectors.projects_visible(self.request.user)
+        projects = selectors.project_list()
         if filters.validated_data.get("status"):
             projects = projects.filter(status=filters.validated_data["status"])
         return projects

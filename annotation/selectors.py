@@ -17,7 +17,8 @@ from curation.models import DatasetVersion
 AGREEMENT_CACHE_SECONDS = 24 * 3600
 
 
-def projects_visible(user):
+def project_list():
+    """Every project, newest first: whoever may view projects sees all of them (answers are guarded elsewhere)."""
     return AnnotationProject.objects.select_related("version__dataset").order_by("-created_at", "-id")
 
 

@@ -85,7 +85,7 @@ SHORTCUTS = (
 
 
 def _project_or_404(project_id: int) -> AnnotationProject:
-    project = selectors.projects_visible(None).filter(pk=project_id).first()
+    project = selectors.project_list().filter(pk=project_id).first()
     if project is None:
         raise Http404("No such annotation project.")
     return project
@@ -202,7 +202,7 @@ def _answer_rows(schema: dict, answer: dict | None) -> list[tuple[str, str]]:
 @login_required
 @permission_required(VIEW_PROJECTS, raise_exception=True)
 def project_list(request):
-    page = Paginator(selectors.projects_visible(request.user), PROJECTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.project_list(), PROJECTS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [{"project": project, "progress": selectors.project_progress(project, request.user)} for project in page]
     return render(
         request,
