@@ -1026,7 +1026,7 @@ class _Run:
                 # Written last: a folder named checkpoint-N with this file is complete (the rename is atomic).
                 (staging / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
                 if final.exists():
-                    _remove_tree(final)
+                    remove_tree(final)
                 os.replace(staging, final)
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -1037,7 +1037,7 @@ class _Run:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             for _, old in self.complete_checkpoints()[:-CHECKPOINTS_KEPT]:
-                _remove_tree(old)
+                remove_tree(old)
             self.log(f"Saved checkpoint {self.step}")
             if self.callbacks[3]:
                 self.callbacks[3](final, self.step)
@@ -1237,7 +1237,7 @@ class _Run:
                     json.dumps(self.config.to_dict(), indent=1), encoding="utf-8"
                 )
                 if target.exists():
-                    _remove_tree(target)
+                    remove_tree(target)
                 os.replace(staging, target)
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -1262,7 +1262,7 @@ class _Run:
             torch.cuda.empty_cache()
 
 
-def _remove_tree(folder: Path) -> None:
+def remove_tree(folder: Path) -> None:
     """Rename first so that a half-deleted checkpoint never looks complete, then delete."""
     doomed = folder.with_name(f".tmp-delete-{folder.name}-{os.getpid()}")
     os.replace(folder, doomed)

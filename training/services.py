@@ -704,16 +704,29 @@ def _checkpoint_steps(storage, prefix: str) -> list[int]:
 
 
 def _checkpoint_restore(job: TrainingJob, output_dir: Path, reporter: _JobReporter) -> None:
-    """Bring the latest stored checkpoint to this machine, unless it already has it (or a newer one)."""
+    """Make the checkpoint the job row records the one to resume from, fetching it from artifact storage if needed.
+
+    The row learns of a checkpoint in the same write as the loss curve up to its step. A worker killed after
+    saving a checkpoint but before that write leaves a newer checkpoint whose curve points are lost; resuming
+    from it would leave a gap in the curve, so it is discarded and those steps run again.
+    """
+    recorded = job.last_checkpoint_step
+    local_root = output_dir / "checkpoints"
+    local = []
+    for folder in local_root.glob("checkpoint-*"):
+        if not (folder.is_dir() and folder.name.removeprefix("checkpoint-").isdigit()):
+            continue
+        step = int(folder.name.removeprefix("checkpoint-"))
+        if step > recorded:
+            runner.remove_tree(folder)
+            reporter.log(f"Discarded checkpoint {step}: the job record stops at step {recorded}.")
+        else:
+            local.append(step)
     storage = artifact_storage()
-    steps = _checkpoint_steps(storage, job.artifact_prefix)
-    if not steps:
+    steps = [step for step in _checkpoint_steps(storage, job.artifact_prefix) if step <= recorded]
+    if not steps or (local and max(local) >= steps[-1]):
         return
     step = steps[-1]
-    local_root = output_dir / "checkpoints"
-    local = [int(p.name.removeprefix("checkpoint-")) for p in local_root.glob("checkpoint-*") if p.is_dir()]
-    if local and max(local) >= step:
-        return
     target = local_root / f"checkpoint-{step}"
     tmp = local_root / f".restore-{step}"
     shutil.rmtree(tmp, ignore_errors=True)

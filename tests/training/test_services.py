@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 
@@ -219,6 +221,38 @@ def test_cancel_during_a_checkpoint_save_keeps_the_checkpoint_and_retry_resumes(
     second = job.attempts.get(number=2)
     assert second.resumed_from_step == 3
     assert job.final_metrics["steps"] == 9
+
+
+def test_a_checkpoint_the_job_record_never_heard_of_is_discarded_so_the_curve_has_no_gap(
+    engineer, tiny_base_model, approved_version, monkeypatch, tmp_path
+):
+    """A worker killed after saving checkpoint 6 to its disk but before writing the row (and the curve since step 3)."""
+    job = launch(approved_version(), tiny_base_model, engineer, max_steps=9, checkpoint_every=3)
+    original = services._JobReporter.checkpoint
+    kept = tmp_path / "checkpoint-6"
+
+    def dies_before_recording(self, path, step):
+        if step < 6:
+            return original(self, path, step)
+        shutil.copytree(path, kept)  # what the killed worker leaves on its disk
+        services.training_job_cancel(job=TrainingJob.objects.get(pk=self.job_id), actor=engineer)
+        self.cancel.set()
+
+    monkeypatch.setattr(services._JobReporter, "checkpoint", dies_before_recording)
+    job = services.training_job_execute(job_id=job.pk, worker="test@here")
+    assert job.last_checkpoint_step == 3
+    TrainingMetric.objects.filter(job=job, step__gt=3).delete()  # the curve points that were never written
+    local = Path(settings.TRAINING_WORK_DIR) / f"job-{job.pk}" / "output" / "checkpoints"
+    local.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(kept, local / "checkpoint-6")
+
+    monkeypatch.setattr(services._JobReporter, "checkpoint", original)
+    services.training_job_retry(job=job, actor=engineer)
+    job = services.training_job_execute(job_id=job.pk, worker="test@here")
+    assert job.status == TrainingJob.Status.SUCCEEDED, job.error
+    assert "Discarded checkpoint 6" in job.log_tail and "Resumed from checkpoint 3" in job.log_tail
+    steps = list(TrainingMetric.objects.filter(job=job, kind="train").values_list("step", flat=True).order_by("step"))
+    assert steps == list(range(1, 10))
 
 
 def test_cancel_of_a_waiting_job_is_immediate_and_a_finished_job_cannot_be_cancelled(
