@@ -169,7 +169,7 @@ class ProjectOutput(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressOutput)
     def get_progress(self, project: AnnotationProject) -> dict:
-        return selectors.project_progress(project, self.context["request"].user)
+        return selectors.project_progress(project, self.context["request"].user, timing=True)
 
     @extend_schema_field(VersionLinkOutput(many=True))
     def get_published_versions(self, project: AnnotationProject) -> list[dict]:

@@ -537,7 +537,7 @@ def label_done(request, project_id: int):
         "annotation/label_done.html",
         {
             "project": project,
-            "progress": selectors.project_progress(project, request.user),
+            "progress": selectors.project_progress(project, request.user, timing=True),
             "can_adjudicate": request.user.has_perm(ADJUDICATE),
         },
     )
