@@ -18,6 +18,7 @@ urlpatterns = [
         apis.ProjectPublishApi.as_view(),
         name="api-annotation-publish",
     ),
+    path("annotation/publish-runs/<int:run_id>/", apis.PublishRunApi.as_view(), name="api-annotation-publish-run"),
     path(
         "annotation/projects/<int:project_id>/label-studio/push/",
         apis.ProjectLabelStudioPushApi.as_view(),

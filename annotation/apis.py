@@ -29,7 +29,7 @@ from accounts.roles import (
 )
 from annotation import schema as schemas
 from annotation import selectors, services, services_label_studio
-from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, Task
+from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from curation.apis import _choice_error, _dataset_or_404, _describe, _errors
 from curation.models import DatasetVersion
 from projectsite.api import NewestFirst
@@ -625,26 +625,88 @@ class ProjectTaskListApi(generics.ListAPIView):
         )
 
 
+class PublishRunOutput(serializers.ModelSerializer):
+    status = serializers.CharField(help_text="queued, checking, writing, done or failed.")
+    status_label = serializers.CharField(source="get_status_display")
+    progress = serializers.FloatField(source="fraction", help_text="From 0 to 1.")
+    texts_total = serializers.IntegerField(help_text="Texts annotators wrote that are checked for personal data.")
+    version = serializers.SerializerMethodField()
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    url = serializers.SerializerMethodField(help_text="Read this address until `status` is done or failed.")
+
+    class Meta:
+        model = PublishRun
+        fields = [
+            "id",
+            "project",
+            "status",
+            "status_label",
+            "progress",
+            "texts_checked",
+            "texts_total",
+            "finish",
+            "settled_only",
+            "error",
+            "version",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
+        ]
+
+    @extend_schema_field(VersionLinkOutput(allow_null=True))
+    def get_version(self, run: PublishRun) -> dict | None:
+        return _version_link(self.context["request"], run.version) if run.version else None
+
+    def get_url(self, run: PublishRun) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api-annotation-publish-run", args=[run.pk]))
+
+    def to_representation(self, run: PublishRun) -> dict:
+        data = super().to_representation(run)
+        if run.is_lost:
+            data.update(status="failed", status_label="Failed", error=PublishRun.LOST_MESSAGE)
+        return data
+
+
 class ProjectPublishApi(APIView):
     permission_classes = [HasPerm.of(MANAGE_PROJECTS)]
 
     @extend_schema(
         summary="Publish a new dataset version",
         description=_describe(
-            "A new version of the project's dataset with the settled answers (agreed or adjudicated) written in: "
-            "the target, the label, and other fields in each row's metadata under `annotation`. Every row is kept "
-            "unless `settled_only`; `finish` also closes the project to annotators.",
+            "Starts making a new version of the project's dataset with the settled answers (agreed or adjudicated) "
+            "written in: the target, the label, and other fields in each row's metadata under `annotation`. Every "
+            "row is kept unless `settled_only`; `finish` also closes the project to annotators. The worker checks "
+            "the text annotators wrote for personal data, then writes the version: read the returned `url` until "
+            "`status` is `done` (then `version` links to it) or `failed` (then `error` says why). One run per "
+            "project at a time.",
             MANAGE_PROJECTS,
         ),
         request=PublishInput,
-        responses={201: VersionLinkOutput, **_errors(400, 401, 403, 404)},
+        responses={202: PublishRunOutput, **_errors(400, 401, 403, 404)},
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
         data = PublishInput(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.annotation_project_publish(project=project, actor=request.user, **data.validated_data)
-        return Response(VersionLinkOutput(_version_link(request, version)).data, status=status.HTTP_201_CREATED)
+        run = services.publish_run_start(project=project, actor=request.user, **data.validated_data)
+        return Response(PublishRunOutput(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PublishRunApi(APIView):
+    permission_classes = [HasPerm.of(MANAGE_PROJECTS)]
+
+    @extend_schema(
+        summary="A publish run and its progress",
+        description=_describe("Where a new version stands: progress, then the version or the error.", MANAGE_PROJECTS),
+        responses={200: PublishRunOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, run_id: int):
+        run = PublishRun.objects.select_related("version", "created_by").filter(pk=run_id).first()
+        if run is None:
+            raise exceptions.NotFound(f"There is no publish run #{run_id}.")
+        return Response(PublishRunOutput(run, context={"request": request}).data)
 
 
 # --- my reservations -------------------------------------------------------------------------

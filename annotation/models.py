@@ -1,8 +1,11 @@
 """Annotation: label schemas, projects over approved versions, reservations, answers, review, Label Studio."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from curation.models import Dataset, DatasetVersion, Example
 
@@ -199,3 +202,73 @@ class LabelStudioConnection(models.Model):
 
     def __str__(self) -> str:
         return f"Label Studio at {self.url}"
+
+
+class PublishRun(models.Model):
+    """Making a new dataset version from a project's settled answers, in the worker: checking the text annotators
+    wrote for personal data takes minutes on large projects, too long for a web request."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        CHECKING = "checking", "Checking the text annotators wrote for personal data"
+        WRITING = "writing", "Writing the new version"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    UNFINISHED = (Status.QUEUED, Status.CHECKING, Status.WRITING)
+    # The worker writes its progress about once a second while checking; writing a large version takes a minute.
+    STALE_AFTER = timedelta(minutes=5)
+    LOST_MESSAGE = "The worker stopped responding while making this version. Nothing was written; start again."
+
+    project = models.ForeignKey(AnnotationProject, on_delete=models.CASCADE, related_name="publish_runs")
+    finish = models.BooleanField(default=False, help_text="Also close the project to annotators.")
+    settled_only = models.BooleanField(default=False, help_text="Keep only the rows with a settled answer.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    texts_total = models.PositiveIntegerField(default=0)
+    texts_checked = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "checking", "writing"]),
+                name="one_publish_run_at_a_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Publish #{self.pk} of {self.project}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED
+
+    @property
+    def is_lost(self) -> bool:
+        """Started, but its worker has been silent too long (it died): nothing was written."""
+        return (
+            self.status in (self.Status.CHECKING, self.Status.WRITING)
+            and self.heartbeat_at is not None
+            and timezone.now() - self.heartbeat_at > self.STALE_AFTER
+        )
+
+    @property
+    def fraction(self) -> float:
+        """Checking is most of the work; writing the version the last tenth."""
+        if self.status == self.Status.DONE:
+            return 1.0
+        if self.status == self.Status.WRITING:
+            return 0.9
+        if self.status == self.Status.CHECKING and self.texts_total:
+            return 0.9 * self.texts_checked / self.texts_total
+        return 0.0

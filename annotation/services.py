@@ -8,6 +8,8 @@ annotators; a task's consensus is computed when it has ``annotations_per_example
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,13 +18,15 @@ from django.utils import timezone
 
 from accounts.services import audit_record
 from annotation import schema as schemas
-from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, Task
+from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from curation.models import Dataset, DatasetVersion, Example, TaskType
 from curation.services import _version_derive, version_require_approved
 from curation.services_redaction import engine_for_dataset
 from curation.text import quality_flags, row_hash, text_hash
 
 TASK_BATCH = 2000
+
+log = logging.getLogger(__name__)
 
 
 class AnnotationConflict(ValidationError):
@@ -583,14 +587,18 @@ def _apply_answers(project: AnnotationProject, version: DatasetVersion) -> None:
     flush()
 
 
-def _new_text_check(project: AnnotationProject) -> dict:
+def _new_text_check(project: AnnotationProject, *, known: dict | None = None, report=None) -> dict:
     """Look for personal data in the text annotators wrote (not in what they kept from the reviewed example).
 
     The source version passed privacy review, but a corrected reply is new text and could carry a name or a phone
     number. Each settled text answer that differs from the example's reviewed target is run through the same
     Presidio detector as the privacy review; a finding counts only when its value is not already in the reviewed
     example (a surrogate name kept from the original is not new personal data).
+
+    ``known`` maps texts already checked to their findings and receives the new ones, so a second pass (inside the
+    publishing transaction) only checks what changed since the first. ``report(done, total)`` follows the checking.
     """
+    known = {} if known is None else known
     text_fields = [field for field in project.schema["fields"] if field["kind"] == "text"]
     result = {"texts": 0, "findings": 0, "entities": {}, "rows": []}
     if not text_fields:
@@ -605,14 +613,18 @@ def _new_text_check(project: AnnotationProject) -> dict:
             if value and value.strip() != (source_target or "").strip():
                 written.append((row_index, value, source_input, source_target))
     result["texts"] = len(written)
-    if not written:
-        return result
-    engine = engine_for_dataset(project.version.dataset_id)
-    for (row_index, _new_text, source_input, source_target), findings in zip(
-        written, engine.detect(item[1] for item in written), strict=True
-    ):
+    unchecked = list(dict.fromkeys(text for _, text, _, _ in written if text not in known))
+    if unchecked:
+        engine = engine_for_dataset(project.version.dataset_id)
+        last = time.monotonic()
+        for done, (text, findings) in enumerate(zip(unchecked, engine.detect(unchecked), strict=True), start=1):
+            known[text] = findings
+            if report is not None and (time.monotonic() - last >= 1.0 or done == len(unchecked)):
+                report(done, len(unchecked))
+                last = time.monotonic()
+    for row_index, new_text, source_input, source_target in written:
         reviewed = f"{source_input}\n{source_target}".casefold()
-        new = [finding for finding in findings if finding.text.casefold() not in reviewed]
+        new = [finding for finding in known[new_text] if finding.text.casefold() not in reviewed]
         for finding in new:
             result["entities"][finding.entity_type] = result["entities"].get(finding.entity_type, 0) + 1
         if new:
@@ -622,19 +634,31 @@ def _new_text_check(project: AnnotationProject) -> dict:
     return result
 
 
+def _require_settled(project: AnnotationProject) -> None:
+    if not Task.objects.filter(project=project, status__in=Task.SETTLED).exists():
+        raise ValidationError(
+            "No example has a settled answer yet: examples need their answers to agree, or a "
+            "reviewer's decision, before they can go into a new version."
+        )
+
+
 @transaction.atomic
 def annotation_project_publish(
-    *, project: AnnotationProject, actor, finish: bool = False, settled_only: bool = False
+    *, project: AnnotationProject, actor, finish: bool = False, settled_only: bool = False, checked: dict | None = None
 ) -> DatasetVersion:
     """A new version of the project's dataset with the consensus and adjudicated answers written in.
 
     Every row of the source version is kept (``settled_only`` keeps only the rows with a settled answer), so the new
     version traces back to the source row by row. ``finish`` also closes the project to annotators. The version is
     approved like its source unless the text annotators wrote holds personal data (``_new_text_check``): then it
-    waits for a privacy review before anything can use it.
+    waits for a privacy review before anything can use it. ``checked``: texts a publish run already checked.
+
+    It runs in the caller's time: the pages and the API go through ``publish_run_start``, which runs it in the
+    worker; the management command and scripts call it directly.
     """
     project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
     version_require_approved(project.version)
+    _require_settled(project)
     settled = Task.objects.filter(project=project, status__in=Task.SETTLED)
     counts = {
         "settled": settled.count(),
@@ -642,13 +666,8 @@ def annotation_project_publish(
         "disagreements": Task.objects.filter(project=project, status=Task.Status.DISAGREEMENT).count(),
         "open": Task.objects.filter(project=project, status=Task.Status.OPEN).count(),
     }
-    if not counts["settled"]:
-        raise ValidationError(
-            "No example has a settled answer yet: examples need their answers to agree, or a "
-            "reviewer's decision, before they can go into a new version."
-        )
     keep = project.version.examples.filter(pk__in=settled.values("example_id")) if settled_only else None
-    privacy_check = _new_text_check(project)
+    privacy_check = _new_text_check(project, known=checked)
     version = _version_derive(
         parent=project.version,
         operation=DatasetVersion.Operation.ANNOTATE,
@@ -686,6 +705,92 @@ def annotation_project_publish(
         },
     )
     return version
+
+
+# --- publishing in the worker -------------------------------------------------------------
+
+
+def publish_run_start(
+    *, project: AnnotationProject, actor, finish: bool = False, settled_only: bool = False
+) -> PublishRun:
+    """Queue a new version of the project's dataset for the worker (see ``publish_run_execute``).
+
+    Refused with a plain message when nothing is settled or another run of the project is still going; a run whose
+    worker stopped responding is marked failed first, so the person can start again.
+    """
+    from annotation.tasks import publish_run_task
+
+    with transaction.atomic():
+        project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
+        version_require_approved(project.version)
+        _require_settled(project)
+        for lost in project.publish_runs.filter(status__in=PublishRun.UNFINISHED):
+            if lost.is_lost:
+                _publish_run_fail(lost.pk, PublishRun.LOST_MESSAGE)
+        if project.publish_runs.filter(status__in=PublishRun.UNFINISHED).exists():
+            raise ValidationError("A new version of this project is already being made. Wait for it to finish.")
+        run = PublishRun.objects.create(project=project, finish=finish, settled_only=settled_only, created_by=actor)
+        audit_record(
+            actor=actor,
+            action="annotation_project.publish_start",
+            obj=project,
+            after={"run": run.pk, "finish": finish, "settled_only": settled_only},
+        )
+        transaction.on_commit(lambda: publish_run_task.delay(run.pk))
+    return run
+
+
+def publish_run_execute(*, run_id: int) -> PublishRun | None:
+    """Make the version of a queued run. Claims the run, so a message delivered twice does nothing.
+
+    The text annotators wrote is checked for personal data first, outside any lock, with progress on the run. The
+    version is then written in one transaction that locks the project; only the text that changed since the check
+    (an answer settled meanwhile) is checked again there.
+    """
+    now = timezone.now()
+    if not PublishRun.objects.filter(pk=run_id, status=PublishRun.Status.QUEUED).update(
+        status=PublishRun.Status.CHECKING, started_at=now, heartbeat_at=now
+    ):
+        return None
+    run = PublishRun.objects.select_related("project__version", "created_by").get(pk=run_id)
+    mine = PublishRun.objects.filter(pk=run_id, status__in=[PublishRun.Status.CHECKING, PublishRun.Status.WRITING])
+
+    def report(done: int, total: int) -> None:
+        mine.update(texts_checked=done, texts_total=total, heartbeat_at=timezone.now())
+
+    try:
+        checked: dict = {}
+        _new_text_check(run.project, known=checked, report=report)
+        if not mine.update(status=PublishRun.Status.WRITING, heartbeat_at=timezone.now()):
+            return None  # marked lost meanwhile; a newer run may be going
+        with transaction.atomic():
+            # The project first, then the run: the order publish_run_start takes them in.
+            AnnotationProject.objects.select_for_update().get(pk=run.project_id)
+            if not PublishRun.objects.select_for_update().filter(pk=run_id, status=PublishRun.Status.WRITING):
+                return None
+            version = annotation_project_publish(
+                project=run.project,
+                actor=run.created_by,
+                finish=run.finish,
+                settled_only=run.settled_only,
+                checked=checked,
+            )
+            PublishRun.objects.filter(pk=run_id).update(
+                status=PublishRun.Status.DONE, version=version, finished_at=timezone.now()
+            )
+    except ValidationError as exc:
+        _publish_run_fail(run_id, " ".join(exc.messages))
+    except Exception as exc:  # noqa: BLE001 (a person must see why; the worker log has the traceback)
+        log.exception("Publish run %s failed", run_id)
+        _publish_run_fail(run_id, f"The new version could not be made because of an unexpected error: {exc}")
+    run.refresh_from_db()
+    return run
+
+
+def _publish_run_fail(run_id: int, error: str) -> None:
+    PublishRun.objects.filter(pk=run_id, status__in=PublishRun.UNFINISHED).update(
+        status=PublishRun.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
 
 
 @transaction.atomic

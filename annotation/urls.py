@@ -9,6 +9,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/schema/", views.schema_edit, name="schema_edit"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
     path("projects/<int:project_id>/publish/", views.project_publish, name="project_publish"),
+    path("publish/<int:run_id>/progress/", views.publish_progress, name="publish_progress"),
     path("projects/<int:project_id>/reopen/", views.project_reopen, name="project_reopen"),
     path("projects/<int:project_id>/label/", views.label, name="label"),
     path("projects/<int:project_id>/label/next/", views.label_next, name="label_next"),

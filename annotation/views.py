@@ -46,7 +46,7 @@ from annotation.forms import (
     revision_from_post,
     seconds_from_post,
 )
-from annotation.models import AnnotationProject, Assignment, LabelSchema, Task
+from annotation.models import AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from annotation.services import AnnotationConflict
 from curation import selectors as curation_selectors
 from curation.forms import add_service_errors
@@ -336,6 +336,7 @@ def project_detail(request, project_id: int):
         "can_view_datasets": user.has_perm(VIEW_DATASETS),
         "can_manage_label_studio": user.has_perm(MANAGE_LABEL_STUDIO),
         "publish_form": PublishForm(),
+        "publish": _publish_block(project) if can_manage else {},
         "label_studio": _label_studio_block(project, request) if can_manage else {},
         "instructions": project.schema.get("instructions", ""),
         "schema_rows": [
@@ -362,7 +363,7 @@ def project_publish(request, project_id: int):
     form = PublishForm(request.POST)
     form.is_valid()  # two check boxes: nothing can be invalid
     try:
-        version = services.annotation_project_publish(
+        services.publish_run_start(
             project=project,
             actor=request.user,
             finish=form.cleaned_data.get("finish", False),
@@ -370,25 +371,62 @@ def project_publish(request, project_id: int):
         )
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
+    return redirect(reverse("annotation:project_detail", args=[project.pk]) + "#publish-title")
+
+
+@login_required
+@permission_required(VIEW_PROJECTS, raise_exception=True)
+@never_cache
+def publish_progress(request, run_id: int):
+    return JsonResponse(_publish_progress(get_object_or_404(PublishRun, pk=run_id)))
+
+
+def _publish_progress(run: PublishRun) -> dict:
+    """The shape the progress bar's script reads (curation/_progress.html, curation/live.js)."""
+    label = run.get_status_display()
+    if run.status == PublishRun.Status.CHECKING and run.texts_total:
+        label = f"{label}: {run.texts_checked:,} of {run.texts_total:,} texts"
+    return {
+        "status": run.status,
+        "label": label,
+        "fraction": run.fraction,
+        "eta_seconds": None,
+        "rows": None,
+        "finished": run.is_finished or run.is_lost,
+    }
+
+
+def _publish_block(project: AnnotationProject) -> dict:
+    """The project's latest publish run: its progress while it goes, then what came of it in one sentence."""
+    run = project.publish_runs.select_related("version__dataset").first()
+    if run is None:
+        return {}
+    if not run.is_finished and not run.is_lost:
+        return {"run": run, "running": True, "progress": _publish_progress(run)}
+    when = timezone.localtime(run.finished_at or run.heartbeat_at or run.created_at)
+    block = {"run": run, "when": when}
+    if run.status == PublishRun.Status.FAILED or run.is_lost:
+        block.update(level="error", text=run.error or PublishRun.LOST_MESSAGE)
+        return block
+    version = run.version
+    if version is None:  # deleted since
+        return {}
+    params = version.operation_params or {}
+    finished = " The project was finished: annotators can no longer add answers." if run.finish else ""
+    written = f"{params.get('settled', 0):,} settled answers written into {version.row_count:,} rows."
+    if version.is_approved:
+        block.update(level="success", text=f"Version {version.number} of {version.dataset.name} is ready: {written}")
     else:
-        params = version.operation_params or {}
-        finished = (
-            " The project is finished: annotators can no longer add answers." if form.cleaned_data.get("finish") else ""
+        found = ", ".join(sorted(params.get("privacy_check", {}).get("entities", {})))
+        block.update(
+            level="warning",
+            text=f"Version {version.number} of {version.dataset.name} was made ({written}) but text written by "
+            f"annotators seems to hold personal data ({found}). A privacy reviewer must review that version "
+            f"before it can be trained on or exported.",
         )
-        written = f"{params.get('settled', 0):,} settled answers written into {version.row_count:,} rows."
-        if version.is_approved:
-            messages.success(
-                request, f"Version {version.number} of {version.dataset.name} is ready: {written}{finished}"
-            )
-        else:
-            found = ", ".join(sorted(params.get("privacy_check", {}).get("entities", {})))
-            messages.warning(
-                request,
-                f"Version {version.number} of {version.dataset.name} was made ({written}) but text written by "
-                f"annotators seems to hold personal data ({found}). A privacy reviewer must review that version "
-                f"before it can be trained on or exported.{finished}",
-            )
-    return redirect("annotation:project_detail", project.pk)
+    block["text"] += finished
+    block["version"] = version
+    return block
 
 
 @login_required

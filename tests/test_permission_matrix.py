@@ -250,6 +250,12 @@ class World:
         return self.annotation_project
 
     @cached_property
+    def publish_run(self):
+        from annotation.services import publish_run_start
+
+        return publish_run_start(project=self.answered_project, actor=None)
+
+    @cached_property
     def annotated_task(self):
         return self.answered_project.tasks.filter(annotation_count__gt=0).get()
 
@@ -318,6 +324,10 @@ def example_id(w):
 
 def run_id(w):
     return w.run.pk
+
+
+def publish_run_id(w):
+    return w.publish_run.pk
 
 
 def redaction_id(w):
@@ -620,7 +630,10 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
         ANSWER_READERS, 200, get("api-annotation-tasks", answered_project_id, "?status=agreed")
     ),
     ("api/v1/annotation/projects/<int:project_id>/publish/", "POST"): Endpoint(
-        PROJECT_MANAGERS, 201, post("api-annotation-publish", answered_project_id, lambda w: {"finish": True})
+        PROJECT_MANAGERS, 202, post("api-annotation-publish", answered_project_id, lambda w: {"finish": True})
+    ),
+    ("api/v1/annotation/publish-runs/<int:run_id>/", "GET"): Endpoint(
+        PROJECT_MANAGERS, 200, get("api-annotation-publish-run", publish_run_id)
     ),
     # No Label Studio connection here: allowed callers get the service's 400 "Set up the Label Studio connection
     # first" (push) and "not been sent to Label Studio yet" (pull). tests/annotation/test_apis.py runs both against

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation import label_studio as ls
+from annotation import services
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelStudioConnection, Task
 from curation.models import DatasetVersion, Example
 from tests.factories import DatasetFactory, ExampleFactory, VersionFactory
@@ -161,9 +162,17 @@ def test_two_annotators_to_agreement_review_and_a_published_version(people, proj
 
     publish_url = reverse("api-annotation-publish", args=[pid])
     assert manager.post(publish_url, {"finish": True}, format="json").status_code == 403
-    published = eng.post(publish_url, {"finish": True}, format="json")
-    assert published.status_code == 201
-    new = published.json()
+    started = eng.post(publish_url, {"finish": True}, format="json")
+    assert started.status_code == 202
+    run = started.json()
+    assert run["status"] == "queued" and run["version"] is None and run["finish"] is True
+    again = eng.post(publish_url, {}, format="json")
+    assert again.status_code == 400 and "already being made" in again.json()["error"]
+    services.publish_run_execute(run_id=run["id"])  # the worker's part, run here
+    assert manager.get(run["url"]).status_code == 403
+    run = eng.get(run["url"]).json()
+    assert run["status"] == "done" and run["progress"] == 1.0 and run["error"] == ""
+    new = run["version"]
     assert new["url"].endswith(reverse("curation:version_detail", args=[new["id"]]))
     assert new["number"] > version.number
     rows = list(Example.objects.filter(version_id=new["id"]).order_by("row_index").values_list("label", "metadata"))
@@ -285,6 +294,7 @@ def test_unknown_ids_are_404(people, project):
     assert eng.get(reverse("api-annotation-agreement", args=[missing])).status_code == 404
     assert eng.get(reverse("api-annotation-tasks", args=[missing])).status_code == 404
     assert eng.post(reverse("api-annotation-publish", args=[missing]), {}, format="json").status_code == 404
+    assert eng.get(reverse("api-annotation-publish-run", args=[missing])).status_code == 404
     assert a1.get(reverse("api-annotation-assignment", args=[missing])).status_code == 404
     assert _submit(a1, missing, {"team": "Billing"}).status_code == 404
     assert rev.get(reverse("api-annotation-task", args=[missing])).status_code == 404

@@ -370,6 +370,49 @@ def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review
         version_require_approved(new)
 
 
+def test_a_publish_run_checks_in_the_worker_and_checks_again_what_was_settled_meanwhile(
+    reply_project, annotator, engineer, monkeypatch
+):
+    submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, sorry: we fixed the invoice today."})
+    run = services.publish_run_start(project=reply_project, actor=engineer, finish=True)
+    assert run.status == "queued" and run.fraction == 0.0
+    original = services.annotation_project_publish
+
+    def an_answer_settles_meanwhile(**kwargs):
+        # After the check outside the lock, before the version is written: row 1 gets a phone number.
+        submit(reply_project, annotator, {"reply": "Call me on 617-555-0134."})
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "annotation_project_publish", an_answer_settles_meanwhile)
+    run = services.publish_run_execute(run_id=run.pk)
+    assert run.status == "done" and run.texts_checked == run.texts_total == 1 and run.fraction == 1.0
+    new = run.version
+    assert new.privacy == DatasetVersion.Privacy.RAW  # the text settled meanwhile was checked too
+    assert new.operation_params["privacy_check"]["rows"] == [1]
+    reply_project.refresh_from_db()
+    assert not reply_project.is_open
+    assert services.publish_run_execute(run_id=run.pk) is None  # a second delivery does nothing
+
+
+def test_a_publish_run_that_cannot_finish_says_why_and_writes_nothing(reply_project, annotator, engineer, monkeypatch):
+    submit(reply_project, annotator, {"reply": "Hello Dana Whitfield, we fixed it."})
+    run = services.publish_run_start(project=reply_project, actor=engineer)
+    DatasetVersion.objects.filter(pk=reply_project.version_id).update(privacy=DatasetVersion.Privacy.RAW)
+    run = services.publish_run_execute(run_id=run.pk)
+    assert run.status == "failed" and "has not passed privacy review" in run.error
+    DatasetVersion.objects.filter(pk=reply_project.version_id).update(privacy=DatasetVersion.Privacy.APPROVED)
+
+    def broken(dataset_id):
+        raise RuntimeError("the spaCy model is missing")
+
+    monkeypatch.setattr(services, "engine_for_dataset", broken)
+    run = services.publish_run_execute(run_id=services.publish_run_start(project=reply_project, actor=engineer).pk)
+    assert run.status == "failed" and run.error.endswith("unexpected error: the spaCy model is missing")
+    assert not DatasetVersion.objects.filter(operation=DatasetVersion.Operation.ANNOTATE).exists()
+    reply_project.refresh_from_db()
+    assert reply_project.is_open
+
+
 def test_agreement_figures_follow_every_new_answer_and_gold_change(project, annotator, second, engineer):
     def team():
         report = selectors.project_agreement(project)

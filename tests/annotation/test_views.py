@@ -582,8 +582,7 @@ def test_reviewer_settles_a_disagreement_with_one_click_and_the_curator_publishe
     assert task.status == Task.Status.ADJUDICATED and task.answer["team"] == "Technical"
 
     client.force_login(curator)
-    response = client.post(url("project_publish", project.pk), {"finish": "on"}, follow=True)
-    page = response.content.decode()
+    page = _publish(client, project, {"finish": "on"})
     new = DatasetVersion.objects.get(operation=DatasetVersion.Operation.ANNOTATE)
     assert f"Version {new.number} of Support tickets is ready: 3 settled answers" in page
     assert reverse("curation:version_detail", args=[new.pk]) in page
@@ -598,11 +597,55 @@ def test_reviewer_settles_a_disagreement_with_one_click_and_the_curator_publishe
     assert project.is_open
 
 
+def _publish(client, project, data=None) -> str:
+    """Press "Create new dataset version", check the page shows the run going, run the worker's part here, and
+    return the project page as it reads afterwards."""
+    page = client.post(url("project_publish", project.pk), data or {}, follow=True).content.decode()
+    run = project.publish_runs.get(status="queued")
+    assert "The new version is being made in the background" in page
+    assert url("publish_progress", run.pk) in page and "Create new dataset version" not in page
+    assert client.get(url("publish_progress", run.pk)).json()["finished"] is False
+    services.publish_run_execute(run_id=run.pk)
+    progress = client.get(url("publish_progress", run.pk)).json()
+    assert progress["finished"] is True and progress["fraction"] == 1.0
+    return client.get(url("project_detail", project.pk)).content.decode()
+
+
+def test_a_second_publish_while_one_is_going_is_refused_and_a_lost_one_can_be_restarted(
+    client, curator, annotator, engineer, version
+):
+    services.label_schema_save(dataset=version.dataset, schema=SCHEMA, actor=engineer)
+    project = services.annotation_project_create(
+        name="One answer each", version=version, actor=engineer, annotations_per_example=1
+    )
+    held = services.assignment_next(project=project, annotator=annotator)
+    services.annotation_submit(assignment=held, annotator=annotator, answer={"team": "Billing", "urgency": 2})
+    client.force_login(curator)
+    client.post(url("project_publish", project.pk))
+    page = client.post(url("project_publish", project.pk), follow=True).content.decode()
+    assert "already being made. Wait for it to finish." in page
+    assert project.publish_runs.count() == 1
+
+    # The worker that took it died while checking: after five silent minutes the page offers to start again.
+    run = project.publish_runs.get()
+    run.status, run.heartbeat_at = "checking", timezone.now() - timedelta(minutes=6)
+    run.save()
+    page = client.get(url("project_detail", project.pk)).content.decode()
+    assert "The worker stopped responding" in page and "Create new dataset version" in page
+    assert client.get(url("publish_progress", run.pk)).json()["finished"] is True
+    page = _publish(client, project)
+    run.refresh_from_db()
+    assert run.status == "failed" and project.publish_runs.filter(status="done").count() == 1
+    assert "is ready: 1 settled answers written into" in page
+    assert services.publish_run_execute(run_id=run.pk) is None  # its message delivered late changes nothing
+
+
 def test_publishing_with_nothing_settled_says_why(client, curator, project):
     client.force_login(curator)
     response = client.post(url("project_publish", project.pk), follow=True)
     assert "No example has a settled answer yet" in response.content.decode()
     assert not DatasetVersion.objects.filter(operation=DatasetVersion.Operation.ANNOTATE).exists()
+    assert not project.publish_runs.exists()
 
 
 def test_the_reviewers_own_answer_is_checked_against_the_schema(client, annotator, second, adjudicator, project):
@@ -701,7 +744,7 @@ def test_publishing_text_with_new_personal_data_warns_and_waits_for_privacy_revi
         assignment=held, annotator=annotator, answer={"reply": "We fixed it. Call Maria Lopez on 617-555-0134 if not."}
     )
     client.force_login(curator)
-    page = client.post(url("project_publish", project.pk), follow=True).content.decode()
+    page = _publish(client, project)
     assert "seems to hold personal data" in page and "PHONE_NUMBER" in page
     assert "Waits for privacy review" in page
     new = DatasetVersion.objects.get(operation=DatasetVersion.Operation.ANNOTATE)

@@ -112,7 +112,7 @@ def _keys(page, *keys: str) -> None:
 
 @pytest.mark.browser
 def test_two_annotators_label_with_the_keyboard_a_reviewer_settles_and_a_curator_publishes(
-    live_server, make_user, browsers
+    live_server, celery_worker_proc, make_user, browsers
 ):
     make_user("engineer", username="erin")
     make_user("annotator", username="alex")
@@ -285,7 +285,9 @@ def test_two_annotators_label_with_the_keyboard_a_reviewer_settles_and_a_curator
     casey.goto(f"/annotation/projects/{project.pk}/")
     casey.get_by_label("Also finish the project").check()
     casey.get_by_role("button", name="Create new dataset version").click()
-    expect(casey.locator(".messages")).to_contain_text("settled answers written into 4 rows")
+    # The worker makes the version; the page follows its progress and shows the outcome when it is done.
+    expect(casey.locator("#publish-result")).to_contain_text("settled answers written into 4 rows", timeout=60_000)
+    expect(casey.locator("#publish-result")).to_contain_text("The project was finished")
     new = DatasetVersion.objects.get(dataset=dataset, operation=DatasetVersion.Operation.ANNOTATE)
     browsers.shot(casey, "published")
     casey.get_by_role("link", name=f"Support tickets, version {new.number}").click()
