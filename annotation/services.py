@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.services import audit_record
@@ -220,18 +221,17 @@ def _expire_reservations(project: AnnotationProject, now) -> None:
 
 
 def _available_tasks(project: AnnotationProject, annotator):
-    answered = Annotation.objects.filter(task__project=project, annotator=annotator).values("task_id")
-    skipped = Assignment.objects.filter(
-        task__project=project, annotator=annotator, status=Assignment.Status.SKIPPED
-    ).values("task_id")
-    held = Assignment.objects.filter(task__project=project, status=Assignment.Status.ACTIVE).values("task_id")
-    return (
-        Task.objects.filter(
-            project=project, status=Task.Status.OPEN, annotation_count__lt=project.annotations_per_example
-        )
-        .exclude(pk__in=answered)
-        .exclude(pk__in=skipped)
-        .exclude(pk__in=held)
+    """Open tasks the annotator has not answered or skipped and nobody holds. Each test is a probe on the task's own
+    rows (NOT EXISTS), so the scan in ``task_next_idx`` order stops at the first free task, however many answers the
+    annotator has given in other projects."""
+    mine = {"task": OuterRef("pk"), "annotator": annotator}
+    return Task.objects.filter(
+        ~Exists(Annotation.objects.filter(**mine)),
+        ~Exists(Assignment.objects.filter(**mine, status=Assignment.Status.SKIPPED)),
+        ~Exists(Assignment.objects.filter(task=OuterRef("pk"), status=Assignment.Status.ACTIVE)),
+        project=project,
+        status=Task.Status.OPEN,
+        annotation_count__lt=project.annotations_per_example,
     )
 
 
