@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import bench_env, database_fresh  # noqa: E402
+from ingest import django_in_fresh_database  # noqa: E402
 
 LABELS = ["billing", "login", "records", "integration", "scheduling"]
 
@@ -56,14 +55,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tuningdesk_bench_annotation")
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    database_fresh(args.database_url)
-    os.environ.update(bench_env(args.database_url))
-    import django
-
-    django.setup()
+    django_in_fresh_database(args.database_url)
     from django.db import connection, connections
+    from django.db.models import Count
 
     from accounts.services import roles_sync, user_create
     from annotation import selectors, services
@@ -197,7 +191,7 @@ def main() -> None:
     doubles = (
         Annotation.objects.values("task_id", "annotator_name")
         .order_by()
-        .annotate(n=django.db.models.Count("id"))
+        .annotate(n=Count("id"))
         .filter(n__gt=1)
         .count()
     )

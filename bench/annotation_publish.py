@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import bench_env, database_fresh  # noqa: E402
+from ingest import django_in_fresh_database  # noqa: E402
 
 
 def main() -> None:
@@ -34,13 +33,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tuningdesk_bench_publish")
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    database_fresh(args.database_url)
-    os.environ.update(bench_env(args.database_url))
-    import django
-
-    django.setup()
+    django_in_fresh_database(args.database_url)
     from accounts.services import roles_sync, user_create
     from annotation import services
     from annotation.models import PublishRun
@@ -110,6 +103,7 @@ def main() -> None:
     print(f"texts checked: {run.texts_checked:,}, {run.texts_checked / worker_seconds:.0f} texts/s over the whole run")
     print(f"findings: {check['findings']:,} in {len(check['rows'])}+ rows, entities {check['entities']}")
     print(f"version {run.version.number}: {run.version.row_count:,} rows, privacy {run.version.privacy}")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -189,6 +190,18 @@ def bench_env(database_url: str) -> dict:
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def django_in_fresh_database(database_url: str) -> None:
+    """For benches that call the services in this process: print the machine, empty and migrate the bench database,
+    then set Django up on it."""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    database_fresh(database_url)
+    os.environ.update(bench_env(database_url))
+    import django
+
+    django.setup()
 
 
 def database_fresh(database_url: str) -> None:
