@@ -991,13 +991,11 @@ class _Run:
     # checkpoints
 
     def complete_checkpoints(self) -> list[tuple[int, Path]]:
-        found = []
-        if self.checkpoint_root.is_dir():
-            for folder in self.checkpoint_root.iterdir():
-                match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
-                if match and (folder / STATE_FILE).is_file():
-                    found.append((int(match.group(1)), folder))
-        return sorted(found)
+        return [
+            (step, folder)
+            for step, folder in checkpoint_folders(self.checkpoint_root)
+            if (folder / STATE_FILE).is_file()
+        ]
 
     def save_checkpoint(self, fingerprint: str, loss_sum: float) -> None:
         import torch
@@ -1260,6 +1258,17 @@ class _Run:
             import torch
 
             torch.cuda.empty_cache()
+
+
+def checkpoint_folders(root: Path) -> list[tuple[int, Path]]:
+    """The ``checkpoint-N`` folders under root as (N, folder), oldest first."""
+    found = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+            if match and folder.is_dir():
+                found.append((int(match.group(1)), folder))
+    return sorted(found)
 
 
 def remove_tree(folder: Path) -> None:

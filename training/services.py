@@ -713,10 +713,7 @@ def _checkpoint_restore(job: TrainingJob, output_dir: Path, reporter: _JobReport
     recorded = job.last_checkpoint_step
     local_root = output_dir / "checkpoints"
     local = []
-    for folder in local_root.glob("checkpoint-*"):
-        if not (folder.is_dir() and folder.name.removeprefix("checkpoint-").isdigit()):
-            continue
-        step = int(folder.name.removeprefix("checkpoint-"))
+    for step, folder in runner.checkpoint_folders(local_root):
         if step > recorded:
             runner.remove_tree(folder)
             reporter.log(f"Discarded checkpoint {step}: the job record stops at step {recorded}.")
