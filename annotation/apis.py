@@ -665,7 +665,7 @@ class PublishRunOutput(serializers.ModelSerializer):
     def to_representation(self, run: PublishRun) -> dict:
         data = super().to_representation(run)
         if run.is_lost:
-            data.update(status="failed", status_label="Failed", error=PublishRun.LOST_MESSAGE)
+            data.update(status="failed", status_label="Failed", error=run.error_text)
         return data
 
 

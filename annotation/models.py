@@ -251,7 +251,12 @@ class PublishRun(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status not in self.UNFINISHED
+        """No longer going: done, failed, or lost (its worker died)."""
+        return self.status not in self.UNFINISHED or self.is_lost
+
+    @property
+    def error_text(self) -> str:
+        return self.LOST_MESSAGE if self.is_lost else self.error
 
     @property
     def is_lost(self) -> bool:

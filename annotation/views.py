@@ -392,7 +392,7 @@ def _publish_progress(run: PublishRun) -> dict:
         "fraction": run.fraction,
         "eta_seconds": None,
         "rows": None,
-        "finished": run.is_finished or run.is_lost,
+        "finished": run.is_finished,
     }
 
 
@@ -401,12 +401,12 @@ def _publish_block(project: AnnotationProject) -> dict:
     run = project.publish_runs.select_related("version__dataset").first()
     if run is None:
         return {}
-    if not run.is_finished and not run.is_lost:
+    if not run.is_finished:
         return {"run": run, "running": True, "progress": _publish_progress(run)}
     when = timezone.localtime(run.finished_at or run.heartbeat_at or run.created_at)
     block = {"run": run, "when": when}
-    if run.status == PublishRun.Status.FAILED or run.is_lost:
-        block.update(level="error", text=run.error or PublishRun.LOST_MESSAGE)
+    if run.status != PublishRun.Status.DONE:  # failed, or lost
+        block.update(level="error", text=run.error_text)
         return block
     version = run.version
     if version is None:  # deleted since
