@@ -9,6 +9,7 @@ urlpatterns = [
     path("evaluation-runs/<int:run_id>/rescore/", apis.EvalRunRescoreApi.as_view(), name="api-eval-rescore"),
     path("kpis/", apis.KpiListApi.as_view(), name="api-kpis"),
     path("kpi-observations/", apis.KpiObservationListApi.as_view(), name="api-kpi-observations"),
+    path("kpi-import-runs/<int:run_id>/", apis.KpiImportRunApi.as_view(), name="api-kpi-import-run"),
     path("kpi-dashboard/", apis.KpiDashboardApi.as_view(), name="api-kpi-dashboard"),
     path("comparison/", apis.ComparisonApi.as_view(), name="api-comparison"),
     path("use-cases/", apis.UseCaseListApi.as_view(), name="api-use-cases"),

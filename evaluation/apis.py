@@ -7,10 +7,13 @@ Managers hold the read permissions only.
 
 from __future__ import annotations
 
+from django.core.files.uploadhandler import StopUpload
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,7 +33,16 @@ from curation.apis import _describe, _errors
 from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
-from evaluation.models import EvalRun, ExternalEndpoint, Kpi, KpiObservation, Pilot, Prediction, UseCase
+from evaluation.models import (
+    EvalRun,
+    ExternalEndpoint,
+    Kpi,
+    KpiImportRun,
+    KpiObservation,
+    Pilot,
+    Prediction,
+    UseCase,
+)
 from projectsite.api import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
@@ -186,8 +198,24 @@ class KpiObservationOutput(serializers.ModelSerializer):
 class KpiImportInput(serializers.Serializer):
     csv = serializers.CharField(
         help_text="CSV text with the columns kpi, model, period_start, period_end, segment, value, sample_size "
-        "(optional: std, unit). All rows are imported or none.",
+        f"(optional: std, unit). All rows are imported or none, in the request: at most "
+        f"{services.KPI_TEXT_MAX_LINES:,} lines. Send larger files as `file` (multipart).",
         trim_whitespace=False,
+    )
+
+    def validate_csv(self, value: str) -> str:
+        if value.count("\n") > services.KPI_TEXT_MAX_LINES:
+            raise serializers.ValidationError(
+                f"At most {services.KPI_TEXT_MAX_LINES:,} lines can be sent as text. Send the file as multipart "
+                "form data (field `file`): the worker imports it and you follow its progress."
+            )
+        return value
+
+
+class KpiImportFileInput(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="A CSV file (UTF-8) with the same columns, up to 50 MB. The worker checks every line, then imports "
+        "all of them or none: the answer is 202 with the run to follow."
     )
 
 
@@ -200,6 +228,52 @@ class KpiProblemOutput(serializers.Serializer):
 class KpiImportOutput(serializers.Serializer):
     imported = serializers.IntegerField()
     problems = KpiProblemOutput(many=True)
+    error = serializers.CharField(required=False, help_text="Only when nothing was imported: how many problems.")
+
+
+class KpiImportRunOutput(serializers.ModelSerializer):
+    status = serializers.CharField(help_text="queued, checking, writing, done or failed.")
+    status_label = serializers.CharField(source="get_status_display")
+    progress = serializers.SerializerMethodField(help_text="From 0 to 1.")
+    file_name = serializers.CharField(source="original_name")
+    rows_total = serializers.IntegerField(help_text="Lines of figures in the file (an estimate until checked).")
+    rows_checked = serializers.IntegerField()
+    imported = serializers.IntegerField(help_text="Figures written: all lines when done, 0 otherwise.")
+    problem_count = serializers.IntegerField(help_text="Problems found; nothing is imported when there is any.")
+    problems = KpiProblemOutput(
+        many=True, help_text=f"The first {services.KPI_PROBLEMS_KEPT:,} problems, by line in the file."
+    )
+    error = serializers.CharField(help_text="Why nothing was imported (failed only).")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    url = serializers.SerializerMethodField(help_text="Read this address until `status` is done or failed.")
+
+    class Meta:
+        model = KpiImportRun
+        fields = [
+            "id",
+            "status",
+            "status_label",
+            "progress",
+            "file_name",
+            "size",
+            "rows_total",
+            "rows_checked",
+            "imported",
+            "problem_count",
+            "problems",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
+        ]
+
+    def get_progress(self, run: KpiImportRun) -> float:
+        return selectors.kpi_import_run_progress(run)["fraction"]
+
+    def get_url(self, run: KpiImportRun) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api-kpi-import-run", args=[run.pk]))
 
 
 class UseCaseOutput(serializers.ModelSerializer):
@@ -430,17 +504,41 @@ class KpiObservationListApi(generics.ListAPIView):
             rows = rows.filter(model_name=self.request.query_params["model"])
         return rows
 
+    parser_classes = [JSONParser, MultiPartParser]
+
+    def handle_exception(self, exc):
+        # The upload size handler stops reading the body; make that a 413 wherever it surfaced.
+        if isinstance(exc, StopUpload) or getattr(self.request, "upload_too_large", False):
+            exc = KpiFileTooLarge()
+        return super().handle_exception(exc)
+
     @extend_schema(
         summary="Import KPI observations (CSV)",
         description=_describe(
             "All rows or none: unknown KPIs or models, wrong units, sample sizes below 1, duplicate periods are "
-            "reported by line and nothing is imported (400 with `problems`).",
+            "reported by line and nothing is imported.\n\n"
+            "- A file (multipart form data, field `file`, up to 50 MB) is imported by the worker: the answer is "
+            "202 with the import run (`Location` and `url` give its address); read it until `status` is `done` "
+            "(`imported` figures) or `failed` (`error`, and `problems` by line).\n"
+            f"- CSV text as JSON (`csv`, at most {services.KPI_TEXT_MAX_LINES:,} lines) is imported in the request: "
+            "201 with the count, or 400 with `problems`.",
             IMPORT_KPIS,
         ),
-        request=KpiImportInput,
-        responses={201: KpiImportOutput, 400: KpiImportOutput, **_errors(401, 403)},
+        request={"application/json": KpiImportInput, "multipart/form-data": KpiImportFileInput},
+        responses={
+            201: KpiImportOutput,
+            202: KpiImportRunOutput,
+            400: KpiImportOutput,
+            **_errors(401, 403, 413),
+        },
     )
     def post(self, request):
+        if request.content_type.startswith("multipart/"):
+            upload = KpiImportFileInput(data=request.data)
+            upload.is_valid(raise_exception=True)
+            run = services.kpi_import_run_start(file=upload.validated_data["file"], actor=request.user, source="api")
+            body = KpiImportRunOutput(run, context={"request": request}).data
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
         data = KpiImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.kpi_import_csv(text=data.validated_data["csv"], actor=request.user, source="api")
@@ -448,6 +546,31 @@ class KpiObservationListApi(generics.ListAPIView):
         if result["problems"]:
             result = {**result, "error": f"{len(result['problems'])} problem(s); nothing was imported."}
         return Response(result, status=code)
+
+
+class KpiFileTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "upload_too_large"
+    default_detail = "The file is larger than the upload limit. Split it into smaller files of at most 50 MB."
+
+
+class KpiImportRunApi(APIView):
+    permission_classes = [HasPerm.of(IMPORT_KPIS)]
+
+    @extend_schema(
+        summary="A KPI import run and its progress",
+        description=_describe(
+            "Where a KPI file import stands: progress while the worker checks and saves, then the number of figures "
+            "imported, or why nothing was (`error`, and `problems` by line).",
+            IMPORT_KPIS,
+        ),
+        responses={200: KpiImportRunOutput, **_errors(401, 403, 404)},
+    )
+    def get(self, request, run_id: int):
+        run = KpiImportRun.objects.select_related("created_by").filter(pk=run_id).first()
+        if run is None:
+            raise exceptions.NotFound(f"There is no KPI import #{run_id}.")
+        return Response(KpiImportRunOutput(run, context={"request": request}).data)
 
 
 class KpiDashboardApi(APIView):

@@ -7,10 +7,10 @@ from django import forms
 from curation.models import DatasetVersion, TaskType
 from evaluation import metrics as metric_lib
 from evaluation.models import ExternalEndpoint, KpiObservation
+from evaluation.services import KPI_FILE_MAX_BYTES, KPI_TEXT_MAX_LINES
 from training.models import BaseModel, TrainedModel
 from training.selectors import approved_versions
 
-KPI_CSV_MAX_BYTES = 5 * 1024 * 1024
 MAX_COMPARED = 4
 
 
@@ -72,35 +72,41 @@ def kpi_model_names() -> list[str]:
 
 
 class KpiImportForm(forms.Form):
+    """A file goes to the worker (``kpi_import_run_start``); pasted rows are imported at once (``kpi_import_csv``)."""
+
     file = forms.FileField(
         label="CSV file",
         required=False,
-        help_text="Saved as UTF-8, up to 5 MB.",
+        help_text="Saved as UTF-8, up to 50 MB. Large files are checked in the background, with a progress bar.",
     )
     text = forms.CharField(
         label="Or paste the rows",
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono"}),
-        help_text="The same columns, with the header line first.",
+        help_text=f"The same columns, with the header line first; up to {KPI_TEXT_MAX_LINES:,} lines.",
     )
+
+    def __init__(self, *args, too_large: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.too_large = too_large
 
     def clean(self):
         data = super().clean()
+        if self.too_large:
+            self.add_error("file", "The file is larger than the upload limit. Split it into files of at most 50 MB.")
+            return data
         upload, text = data.get("file"), (data.get("text") or "").strip()
         if upload and text:
             raise forms.ValidationError("Choose a file or paste rows, not both.")
         if not upload and not text:
             raise forms.ValidationError("Choose a CSV file or paste its rows.")
-        if upload:
-            if upload.size > KPI_CSV_MAX_BYTES:
-                self.add_error("file", "The file is larger than 5 MB. Split it into smaller files.")
-                return data
-            try:
-                data["csv_text"] = upload.read().decode("utf-8-sig")
-            except UnicodeDecodeError:
-                self.add_error("file", "The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.")
-        else:
-            data["csv_text"] = text
+        if upload and upload.size > KPI_FILE_MAX_BYTES:
+            self.add_error("file", "The file is larger than 50 MB. Split it into smaller files.")
+        if not upload and text.count("\n") >= KPI_TEXT_MAX_LINES:
+            self.add_error(
+                "text", f"Paste at most {KPI_TEXT_MAX_LINES:,} lines. For more, save them as a CSV file and choose it."
+            )
+        data["csv_text"] = text
         return data
 
 

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -174,6 +176,79 @@ class KpiObservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kpi_id} of {self.model_name} from {self.period_start}"
+
+
+class KpiImportRun(models.Model):
+    """A KPI file imported by the worker: a 40,000-line file took two minutes, too long for a web request.
+
+    Every line is checked first; only when all are right are the figures written, in one transaction.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        CHECKING = "checking", "Checking every line"
+        WRITING = "writing", "Saving the figures"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Nothing was imported"
+
+    UNFINISHED = (Status.QUEUED, Status.CHECKING, Status.WRITING)
+    # The worker writes its heartbeat about once a second while checking, and just before it starts writing (a
+    # transaction of a minute at most); the reaper fails a started run silent for longer than this.
+    STALE_AFTER = timedelta(minutes=5)
+    LOST_MESSAGE = "The worker stopped responding while importing this file. Nothing was imported; import it again."
+
+    file = models.FileField(upload_to="kpi-imports/%Y/%m/", max_length=300)
+    original_name = models.CharField(max_length=255)
+    size = models.BigIntegerField(default=0)
+    source = models.CharField(max_length=20, default="csv", help_text="csv (the web page) or api.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(
+        default=0, help_text="Lines of figures in the file (an estimate until checked: a quoted value may span lines)."
+    )
+    rows_checked = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0, help_text="Figures written; 0 unless the run is done.")
+    problem_count = models.PositiveIntegerField(default=0)
+    problems = models.JSONField(default=list, blank=True, help_text="The first problems: [{line, field, message}].")
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(imported=0) | Q(status="done"), name="kpiimportrun_imported_only_when_done"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"KPI import #{self.pk} ({self.original_name})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED
+
+    @property
+    def progress_key(self) -> str:
+        """The cache key of the saving stage's progress (it runs in one transaction, so not on this row)."""
+        return f"kpi-import-run-{self.pk}"
+
+    @property
+    def fraction(self) -> float:
+        """Checking is most of the work; saving the figures the last fifth (its own progress is in the cache)."""
+        if self.status == self.Status.DONE:
+            return 1.0
+        if self.status == self.Status.WRITING:
+            return 0.8
+        if self.status == self.Status.CHECKING and self.rows_total:
+            return 0.8 * min(self.rows_checked / self.rows_total, 1.0)
+        return 0.0
 
 
 class Pilot(models.Model):

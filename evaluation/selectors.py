@@ -8,7 +8,8 @@ from collections import defaultdict
 from django.db.models import Q, QuerySet
 
 from evaluation import metrics as metric_lib
-from evaluation.models import EvalRun, Kpi, KpiObservation, Prediction, UseCase
+from evaluation.models import EvalRun, Kpi, KpiImportRun, KpiObservation, Prediction, UseCase
+from projectsite.progress import progress_read
 
 
 def run_list(*, status: str = "", subject: str = "") -> QuerySet[EvalRun]:
@@ -169,6 +170,25 @@ def kpi_dashboard(
 
 def kpi_segments() -> list[str]:
     return sorted(s for s in KpiObservation.objects.order_by().values_list("segment", flat=True).distinct() if s)
+
+
+def kpi_import_run_progress(run: KpiImportRun) -> dict:
+    """Where a KPI file import stands, in the shape the progress bar reads (curation/_progress.html, live.js)."""
+    fraction, label = run.fraction, run.get_status_display()
+    if run.status == KpiImportRun.Status.CHECKING and run.rows_total:
+        label = f"{label}: {min(run.rows_checked, run.rows_total):,} of about {run.rows_total:,}"
+    elif run.status == KpiImportRun.Status.WRITING:
+        saved = (progress_read(run.progress_key) or {}).get("rows") or 0
+        fraction = run.fraction + (1 - run.fraction) * (saved / run.rows_total if run.rows_total else 0)
+        label = f"{label}: {saved:,} of {run.rows_total:,}"
+    return {
+        "status": run.status,
+        "label": label,
+        "fraction": min(fraction, 1.0),
+        "eta_seconds": None,
+        "rows": None,
+        "finished": run.is_finished,
+    }
 
 
 # --- side-by-side comparison ---------------------------------------------------------------------------------

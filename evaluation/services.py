@@ -12,15 +12,17 @@ import csv
 import datetime as dt
 import io
 import logging
+import math
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
@@ -31,6 +33,7 @@ from evaluation.models import (
     EvalRun,
     ExternalEndpoint,
     Kpi,
+    KpiImportRun,
     KpiObservation,
     Pilot,
     Prediction,
@@ -39,6 +42,7 @@ from evaluation.models import (
     UseCase,
 )
 from projectsite.crypto import fernet_for
+from projectsite.progress import ProgressReporter
 from training.models import BaseModel, TrainedModel, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -368,16 +372,53 @@ def eval_runs_reap(*, stale_after_seconds: int | None = None) -> list[int]:
 # ---------------------------------------------------------------------------------------------------- KPIs
 
 KPI_COLUMNS = ("kpi", "model", "period_start", "period_end", "segment", "value", "sample_size")
+KPI_REQUIRED_COLUMNS = ("kpi", "model", "period_start", "value", "sample_size")
+# A KPI file is imported by the worker (kpi_import_run_start): up to 50 MB, about 800,000 lines.
+KPI_FILE_MAX_BYTES = 50 * 1024 * 1024
+# Rows pasted on the page or sent as JSON text are imported in the request (kpi_import_csv); more go as a file.
+KPI_TEXT_MAX_LINES = 5_000
+# A run lists the first problems of a bad file by line and counts the rest.
+KPI_PROBLEMS_KEPT = 1_000
+_KPI_BATCH = 1_000
+_NOT_UTF8 = "The file is not UTF-8 text. Save it as “CSV UTF-8” and try again."
 
 
-def kpi_import_csv(*, text: str, actor, source: str = "csv") -> dict:
-    """Import KPI observations; any bad row → nothing imported and a report of every problem by line."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [
-        name
-        for name in ("kpi", "model", "period_start", "value", "sample_size")
-        if name not in (reader.fieldnames or [])
-    ]
+class _RunTakenOver(Exception):
+    """The run is no longer this worker's (the reaper marked it failed): stop without writing anything."""
+
+
+class _Problems:
+    """Problems of a KPI file by line; with ``keep``, only the first ``keep`` (by line) are listed, all are counted."""
+
+    def __init__(self, keep: int | None = None):
+        self.items: list[dict] = []
+        self.count = 0
+        self.keep = keep
+        self._full = False
+
+    def add(self, line: int, field: str, message: str) -> None:
+        self.count += 1
+        if not self._full:
+            self.items.append({"line": line, "field": field, "message": message})
+
+    def settle(self) -> None:
+        """In line order. Called after each batch: later batches only hold later lines, so once ``keep`` problems
+        are listed, the rest need only be counted."""
+        self.items.sort(key=lambda item: item["line"])
+        if self.keep is not None and len(self.items) >= self.keep:
+            del self.items[self.keep :]
+            self._full = True
+
+
+def _kpi_reader(handle) -> csv.DictReader:
+    reader = csv.DictReader(handle)
+    try:
+        columns = reader.fieldnames or []
+    except UnicodeDecodeError:
+        raise ValidationError({"file": _NOT_UTF8}) from None
+    except csv.Error as exc:
+        raise ValidationError({"file": f"The header line cannot be read as CSV ({exc})."}) from None
+    missing = [name for name in KPI_REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise ValidationError(
             {
@@ -385,73 +426,332 @@ def kpi_import_csv(*, text: str, actor, source: str = "csv") -> dict:
                 f"missing: {', '.join(missing)}."
             }
         )
-    kpis = {kpi.slug: kpi for kpi in Kpi.objects.all()}
-    known_models = (
-        set(TrainedModel.objects.values_list("name", flat=True))
+    return reader
+
+
+def _kpi_lines(reader: csv.DictReader):
+    """(line number in the file, row); a line the csv module cannot read stops the import with its number."""
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise ValidationError({"file": f"Line {reader.line_num} cannot be read as CSV ({exc})."}) from None
+    except UnicodeDecodeError:
+        raise ValidationError({"file": _NOT_UTF8}) from None
+
+
+def _kpi_context() -> dict:
+    """What every line is checked against, read once: the KPIs and the names of the models."""
+    trained = dict(TrainedModel.objects.values_list("name", "pk"))
+    return {
+        "kpis": {kpi.slug: kpi for kpi in Kpi.objects.all()},
+        "models": set(trained)
         | set(BaseModel.objects.values_list("name", flat=True))
-        | set(ExternalEndpoint.objects.values_list("name", flat=True))
-    )
-    problems: list[dict] = []
-    rows: list[KpiObservation] = []
+        | set(ExternalEndpoint.objects.values_list("name", flat=True)),
+        "trained": trained,
+    }
+
+
+def _kpi_row(row: dict, line: int, context: dict, problems: _Problems) -> tuple[dict | None, tuple | None]:
+    """One line: (the observation's fields, or None when the line has a problem; its key, when KPI and start are
+    known). Plain fields, not a model instance: the check reads every line and needs none."""
+    before = problems.count
+
+    def problem(field: str, message: str) -> None:
+        problems.add(line, field, message)
+
+    kpis = context["kpis"]
+    kpi = kpis.get((row.get("kpi") or "").strip())
+    if kpi is None:
+        problem("kpi", f"Unknown KPI “{row.get('kpi')}”. Known: {', '.join(kpis) or 'none yet'}.")
+    model = (row.get("model") or "").strip()
+    if model not in context["models"]:
+        problem("model", f"Unknown model “{model}”: use the name of a trained model, base model or endpoint.")
+    unit = (row.get("unit") or "").strip()
+    if kpi and unit and unit != kpi.unit:
+        problem("unit", f"{kpi.name} is measured in {kpi.unit}, not {unit}.")
+    start = _date(row.get("period_start"), "period_start", problem)
+    end = _date(row.get("period_end") or row.get("period_start"), "period_end", problem)
+    if start and end and end < start:
+        problem("period_end", "The period ends before it starts.")
+    value = _number(row.get("value"), "value", problem)
+    size = _number(row.get("sample_size"), "sample_size", problem)
+    if size is not None and (size <= 0 or size != int(size)):
+        problem("sample_size", "The sample size must be a whole number above 0.")
+    std = _number(row.get("std"), "std", problem) if (row.get("std") or "").strip() else None
+    if std is not None and std < 0:
+        problem("std", "A standard deviation cannot be negative.")
+    if kpi and kpi.kind == Kpi.Kind.PROPORTION and value is not None and not 0 <= value <= 1:
+        problem("value", f"{kpi.name} is a share: give it between 0 and 1 (e.g. 0.12 for 12%).")
+    segment = (row.get("segment") or "").strip()
+    key = (kpi.pk, model, start, segment) if kpi and start else None
+    if problems.count > before:
+        return None, key
+    fields = {
+        "kpi": kpi,
+        "model_name": model,
+        "trained_model_id": context["trained"].get(model),
+        "period_start": start,
+        "period_end": end,
+        "segment": segment,
+        "value": value,
+        "sample_size": int(size),
+        "std": std,
+    }
+    return fields, key
+
+
+def _kpi_check(handle, context: dict, problems: _Problems, *, report=None) -> int:
+    """Every line of the file checked; the number of lines read. Figures already imported are looked up a batch
+    of lines at a time (one query per 1,000 lines, not one per line)."""
+    reader = _kpi_reader(handle)
     seen: dict[tuple, int] = {}
-    for line, row in enumerate(reader, start=2):
+    batch: list[tuple[int, tuple]] = []
+    rows = 0
 
-        def problem(field: str, message: str, line: int = line):
-            problems.append({"line": line, "field": field, "message": message})
+    def check_batch() -> None:
+        for line in _kpi_already_imported(batch):
+            problems.add(line, "period_start", "This KPI, model, period and segment was already imported.")
+        batch.clear()
+        problems.settle()
+        if report:
+            report(rows)
 
-        kpi = kpis.get((row.get("kpi") or "").strip())
-        if kpi is None:
-            problem("kpi", f"Unknown KPI “{row.get('kpi')}”. Known: {', '.join(kpis) or 'none yet'}.")
-        model = (row.get("model") or "").strip()
-        if model not in known_models:
-            problem("model", f"Unknown model “{model}”: use the name of a trained model, base model or endpoint.")
-        unit = (row.get("unit") or "").strip()
-        if kpi and unit and unit != kpi.unit:
-            problem("unit", f"{kpi.name} is measured in {kpi.unit}, not {unit}.")
-        start = _date(row.get("period_start"), "period_start", problem)
-        end = _date(row.get("period_end") or row.get("period_start"), "period_end", problem)
-        if start and end and end < start:
-            problem("period_end", "The period ends before it starts.")
-        value = _number(row.get("value"), "value", problem)
-        size = _number(row.get("sample_size"), "sample_size", problem)
-        if size is not None and (size <= 0 or size != int(size)):
-            problem("sample_size", "The sample size must be a whole number above 0.")
-        std = _number(row.get("std"), "std", problem) if (row.get("std") or "").strip() else None
-        if std is not None and std < 0:
-            problem("std", "A standard deviation cannot be negative.")
-        if kpi and kpi.kind == Kpi.Kind.PROPORTION and value is not None and not 0 <= value <= 1:
-            problem("value", f"{kpi.name} is a share: give it between 0 and 1 (e.g. 0.12 for 12%).")
-        segment = (row.get("segment") or "").strip()
-        if kpi and start:
-            key = (kpi.pk, model, start, segment)
+    for line, row in _kpi_lines(reader):
+        rows += 1
+        _, key = _kpi_row(row, line, context, problems)
+        if key is not None:
             if key in seen:
-                problem("period_start", f"The same KPI, model, period and segment is on line {seen[key]} too.")
-            seen[key] = line
-            if KpiObservation.objects.filter(kpi=kpi, model_name=model, period_start=start, segment=segment).exists():
-                problem("period_start", "This KPI, model, period and segment was already imported.")
-        if not any(p["line"] == line for p in problems):
-            rows.append(
-                KpiObservation(
-                    kpi=kpi,
-                    model_name=model,
-                    trained_model=TrainedModel.objects.filter(name=model).first(),
-                    period_start=start,
-                    period_end=end,
-                    segment=segment,
-                    value=value,
-                    sample_size=int(size),
-                    std=std,
-                    source=source,
+                problems.add(
+                    line, "period_start", f"The same KPI, model, period and segment is on line {seen[key]} too."
                 )
-            )
-    if problems:
-        return {"imported": 0, "problems": problems}
+            else:
+                seen[key] = line
+                batch.append((line, key))
+        if rows % _KPI_BATCH == 0:
+            check_batch()
+    check_batch()
+    return rows
+
+
+def _kpi_already_imported(batch: list[tuple[int, tuple]]) -> list[int]:
+    """The lines of the batch whose KPI, model, period and segment is already in the database."""
+    if not batch:
+        return []
+    keys = {key for _, key in batch}
+    existing = set(
+        KpiObservation.objects.filter(
+            kpi_id__in={key[0] for key in keys},
+            model_name__in={key[1] for key in keys},
+            period_start__in={key[2] for key in keys},
+        ).values_list("kpi_id", "model_name", "period_start", "segment")
+    )
+    return [line for line, key in batch if key in existing]
+
+
+def _kpi_write(handle, context: dict, *, source: str, report=None) -> tuple[int, Kpi]:
+    """Write the figures of a file that passed ``_kpi_check``; call inside a transaction. (written, first KPI)."""
+    reader = _kpi_reader(handle)
+    problems = _Problems()
+    batch: list[KpiObservation] = []
+    written, first = 0, None
+    for line, row in _kpi_lines(reader):
+        fields, _ = _kpi_row(row, line, context, problems)
+        if fields is None:  # the KPIs or models changed since the check
+            raise ValidationError(f"Line {line}: {problems.items[-1]['message']}")
+        first = first or fields["kpi"]
+        batch.append(KpiObservation(**fields, source=source))
+        if len(batch) >= _KPI_BATCH:
+            KpiObservation.objects.bulk_create(batch)
+            written += len(batch)
+            batch.clear()
+            if report:
+                report(written)
+    KpiObservation.objects.bulk_create(batch)
+    return written + len(batch), first
+
+
+def kpi_import_csv(*, text: str, actor, source: str = "csv") -> dict:
+    """Import KPI observations in the caller's time; any bad row → nothing imported and a report of every problem
+    by line. For rows pasted on the page or sent as JSON text; a file goes to the worker (``kpi_import_run_start``)."""
+    context = _kpi_context()
+    problems = _Problems()
+    rows = _kpi_check(io.StringIO(text), context, problems)
+    if problems.count:
+        return {"imported": 0, "problems": problems.items}
     if not rows:
         raise ValidationError({"file": "The CSV has no rows."})
     with transaction.atomic():
-        KpiObservation.objects.bulk_create(rows, batch_size=1000)
-        audit_record(actor=actor, action="kpi.import", obj=rows[0].kpi, after={"rows": len(rows), "source": source})
-    return {"imported": len(rows), "problems": []}
+        written, first = _kpi_write(io.StringIO(text), context, source=source)
+        audit_record(actor=actor, action="kpi.import", obj=first, after={"rows": written, "source": source})
+    return {"imported": written, "problems": []}
+
+
+# --- KPI files, imported by the worker -----------------------------------------------------------
+
+
+def kpi_import_run_start(*, file, actor, source: str = "csv") -> KpiImportRun:
+    """Store a KPI file and queue its import for the worker (see ``kpi_import_run_execute``).
+
+    ``file``: an uploaded file (or any Django File). Only its header line is read here, so a file without the
+    needed columns is refused at once; every line is checked by the worker.
+    """
+    from evaluation.tasks import kpi_import_run_task
+
+    name = Path(file.name or "kpis.csv").name[:255]
+    size = file.size or 0
+    if size > KPI_FILE_MAX_BYTES:
+        raise ValidationError({"file": "The file is larger than 50 MB. Split it into smaller files."})
+    if size == 0:
+        raise ValidationError({"file": "The file is empty."})
+    _kpi_header_check(file)
+    file.seek(0)
+    run = KpiImportRun(original_name=name, size=size, source=source, created_by=actor)
+    run.file.save(name, file, save=False)
+    with transaction.atomic():
+        run.celery_task_id = str(uuid.uuid4())
+        run.save()
+        audit_record(actor=actor, action="kpi.import_start", obj=run, after={"file": name, "size": size})
+        run_id, task_id = run.pk, run.celery_task_id
+        transaction.on_commit(lambda: kpi_import_run_task.apply_async(args=[run_id], task_id=task_id))
+    return run
+
+
+def _kpi_header_check(file) -> None:
+    file.seek(0)
+    head = file.read(64 * 1024)
+    first, newline, _ = head.partition(b"\n")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if newline:
+            raise ValidationError({"file": _NOT_UTF8}) from None
+        text = ""  # a header longer than 64 KB, cut inside a character: it is not a KPI header anyway
+    _kpi_reader(io.StringIO(text + "\n"))
+
+
+@contextlib.contextmanager
+def _kpi_open(run: KpiImportRun):
+    with run.file.storage.open(run.file.name, "rb") as raw:
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _kpi_count_lines(run: KpiImportRun) -> int:
+    """Lines of figures in the file, counted fast for the progress bar (a quoted value spanning lines counts twice)."""
+    lines, last = 0, b"\n"
+    with run.file.storage.open(run.file.name, "rb") as raw:
+        while chunk := raw.read(1024 * 1024):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(lines + (last != b"\n") - 1, 0)
+
+
+def kpi_import_run_execute(*, run_id: int) -> KpiImportRun | None:
+    """Import the file of a queued run: claims the run, so a message delivered twice does nothing.
+
+    Every line is checked first, outside any transaction, with the progress and a heartbeat on the run about once
+    a second. A file with any problem fails with the problems by line and nothing written. Otherwise the figures are
+    written in one transaction (its progress goes through the cache, which other connections can read).
+    """
+    now = timezone.now()
+    if not KpiImportRun.objects.filter(pk=run_id, status=KpiImportRun.Status.QUEUED).update(
+        status=KpiImportRun.Status.CHECKING, started_at=now, heartbeat_at=now
+    ):
+        return None
+    run = KpiImportRun.objects.select_related("created_by").get(pk=run_id)
+    mine = KpiImportRun.objects.filter(pk=run_id, status=KpiImportRun.Status.CHECKING)
+    try:
+        total = _kpi_count_lines(run)
+        mine.update(rows_total=total)
+        last_report = time.monotonic()
+
+        def report(done: int) -> None:
+            nonlocal last_report
+            if time.monotonic() - last_report < 1.0:
+                return
+            last_report = time.monotonic()
+            if not mine.update(rows_checked=done, heartbeat_at=timezone.now()):
+                raise _RunTakenOver()
+
+        context = _kpi_context()
+        problems = _Problems(keep=KPI_PROBLEMS_KEPT)
+        with _kpi_open(run) as handle:
+            rows = _kpi_check(handle, context, problems, report=report)
+        if problems.count:
+            lines = sorted({item["line"] for item in problems.items})
+            shown = ", ".join(str(line) for line in lines[:10]) + (", …" if len(lines) > 10 else "")
+            _kpi_run_fail(
+                run_id,
+                f"Nothing was imported: {problems.count:,} problem{'s' if problems.count != 1 else ''} in the file "
+                f"(line{'s' if len(lines) != 1 else ''} {shown}). Fix them and import the whole file again.",
+                rows_total=rows,
+                rows_checked=rows,
+                problem_count=problems.count,
+                problems=problems.items,
+            )
+        elif not rows:
+            _kpi_run_fail(run_id, "The file has no lines of figures under its header.", rows_total=0)
+        elif mine.update(
+            status=KpiImportRun.Status.WRITING, rows_total=rows, rows_checked=rows, heartbeat_at=timezone.now()
+        ):
+            progress = ProgressReporter(run.progress_key)
+            with transaction.atomic():
+                # Locked for the whole write, so the reaper (which skips locked rows) never fails a run mid-write.
+                if not KpiImportRun.objects.select_for_update().filter(pk=run_id, status=KpiImportRun.Status.WRITING):
+                    return None
+                with _kpi_open(run) as handle:
+                    written, first = _kpi_write(
+                        handle, context, source=run.source, report=lambda n: progress(n / rows, rows=n)
+                    )
+                audit_record(
+                    actor=run.created_by,
+                    action="kpi.import",
+                    obj=first,
+                    after={"rows": written, "source": run.source, "run": run_id},
+                )
+                KpiImportRun.objects.filter(pk=run_id).update(
+                    status=KpiImportRun.Status.DONE, imported=written, finished_at=timezone.now()
+                )
+            progress(1.0, force=True, rows=written)
+    except _RunTakenOver:
+        return None
+    except ValidationError as exc:
+        _kpi_run_fail(run_id, "Nothing was imported: " + " ".join(exc.messages))
+    except IntegrityError:
+        _kpi_run_fail(
+            run_id,
+            "Nothing was imported: some of these figures were imported by someone else meanwhile. "
+            "Import the file again to see which lines.",
+        )
+    except Exception as exc:  # noqa: BLE001 (a person must see why; the worker log has the traceback)
+        log.exception("KPI import run %s failed", run_id)
+        _kpi_run_fail(run_id, f"Nothing was imported because of an unexpected error: {exc}")
+    run.refresh_from_db()
+    return run
+
+
+def _kpi_run_fail(run_id: int, error: str, **fields) -> None:
+    KpiImportRun.objects.filter(pk=run_id, status__in=KpiImportRun.UNFINISHED).update(
+        status=KpiImportRun.Status.FAILED, error=error[:2000], finished_at=timezone.now(), **fields
+    )
+
+
+def kpi_import_runs_reap() -> list[int]:
+    """Fail started imports whose worker died (silent for ``STALE_AFTER``): nothing of them was written, as the
+    figures go in one transaction. A run being written holds its row locked and is skipped."""
+    stale = timezone.now() - KpiImportRun.STALE_AFTER
+    with transaction.atomic():
+        lost = list(
+            KpiImportRun.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[KpiImportRun.Status.CHECKING, KpiImportRun.Status.WRITING],
+                heartbeat_at__lt=stale,
+            )
+            .values_list("pk", flat=True)
+        )
+        for run_id in lost:
+            _kpi_run_fail(run_id, KpiImportRun.LOST_MESSAGE)
+    return lost
 
 
 def _date(raw, field, problem) -> dt.date | None:
@@ -464,10 +764,14 @@ def _date(raw, field, problem) -> dt.date | None:
 
 def _number(raw, field, problem) -> float | None:
     try:
-        return float((raw or "").strip())
+        number = float((raw or "").strip())
     except ValueError:
         problem(field, f"“{raw or ''}” is not a number.")
         return None
+    if not math.isfinite(number):
+        problem(field, f"“{raw}” is not a number.")
+        return None
+    return number
 
 
 def pilot_create(

@@ -46,7 +46,7 @@ from evaluation.forms import (
     RunForm,
     kpi_model_names,
 )
-from evaluation.models import EvalRun, Kpi, Pilot, RetrainRun, UseCase
+from evaluation.models import EvalRun, Kpi, KpiImportRun, Pilot, RetrainRun, UseCase
 from training.models import TrainedModel
 
 LIST_PAGE_SIZE = 50
@@ -262,11 +262,20 @@ def dashboard_json(request):
 @login_required
 @permission_required(IMPORT_KPIS, raise_exception=True)
 def kpi_import(request):
+    """A file goes to the worker and the page follows it; pasted rows (a few thousand at most) are imported at once."""
     problems: list[dict] = []
     status = 200
     if request.method == "POST":
-        form = KpiImportForm(request.POST, request.FILES)
-        if form.is_valid():
+        form = KpiImportForm(request.POST, request.FILES, too_large=getattr(request, "upload_too_large", False))
+        if form.is_valid() and form.cleaned_data.get("file"):
+            try:
+                run = services.kpi_import_run_start(file=form.cleaned_data["file"], actor=request.user)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+                status = 400
+            else:
+                return redirect("evaluation:kpi_import_run", run.pk)
+        elif form.is_valid():
             try:
                 result = services.kpi_import_csv(text=form.cleaned_data["csv_text"], actor=request.user)
             except ValidationError as exc:
@@ -290,6 +299,31 @@ def kpi_import(request):
         "columns": services.KPI_COLUMNS,
     }
     return render(request, "evaluation/kpi_import.html", context, status=status)
+
+
+def _kpi_import_run_or_404(run_id: int) -> KpiImportRun:
+    run = KpiImportRun.objects.select_related("created_by").filter(pk=run_id).first()
+    if run is None:
+        raise Http404("There is no such KPI import.")
+    return run
+
+
+@login_required
+@permission_required(IMPORT_KPIS, raise_exception=True)
+@never_cache
+def kpi_import_run(request, run_id: int):
+    """A KPI file being imported: a progress bar while the worker goes, then what was imported or what to fix."""
+    run = _kpi_import_run_or_404(run_id)
+    context = {"run": run, "progress": selectors.kpi_import_run_progress(run), "problems": run.problems}
+    return render(request, "evaluation/kpi_import_run.html", context)
+
+
+@login_required
+@permission_required(IMPORT_KPIS, raise_exception=True)
+@require_GET
+@never_cache
+def kpi_import_run_progress_json(request, run_id: int):
+    return JsonResponse(selectors.kpi_import_run_progress(_kpi_import_run_or_404(run_id)))
 
 
 # --- evaluation runs -----------------------------------------------------------------------------

@@ -233,6 +233,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-redaction-runs": {"task": "curation.tasks.reap_stale_redaction_runs", "schedule": 300.0},
+    "reap-lost-kpi-import-runs": {"task": "evaluation.tasks.reap_lost_kpi_import_runs", "schedule": 60.0},
     "reap-stale-eval-runs": {
         "task": "evaluation.tasks.reap_stale_eval_runs",
         "schedule": float(env_int("TRAINING_REAPER_INTERVAL", 60, minimum=1)),

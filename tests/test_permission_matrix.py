@@ -256,6 +256,15 @@ class World:
         return publish_run_start(project=self.answered_project, actor=None)
 
     @cached_property
+    def kpi_import_run(self):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from evaluation.services import kpi_import_run_start
+
+        header = b"kpi,model,period_start,period_end,segment,value,sample_size\n"
+        return kpi_import_run_start(file=SimpleUploadedFile("kpis.csv", header), actor=None)
+
+    @cached_property
     def annotated_task(self):
         return self.answered_project.tasks.filter(annotation_count__gt=0).get()
 
@@ -527,6 +536,9 @@ EXPECTED: dict[tuple[str, str], Endpoint] = {
     ),
     ("api/v1/kpi-observations/", "GET"): Endpoint(RESULT_READERS, 200, get("api-kpi-observations")),
     ("api/v1/kpi-observations/", "POST"): Endpoint(EVALUATORS, 201, lambda w, c: _kpi_post(w, c)),
+    ("api/v1/kpi-import-runs/<int:run_id>/", "GET"): Endpoint(
+        EVALUATORS, 200, get("api-kpi-import-run", lambda w: w.kpi_import_run.pk)
+    ),
     ("api/v1/kpi-dashboard/", "GET"): Endpoint(RESULT_READERS, 200, get("api-kpi-dashboard", query="?segment=")),
     ("api/v1/comparison/", "GET"): Endpoint(
         RESULT_READERS,

@@ -6,11 +6,12 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from curation.models import DatasetVersion
 from evaluation import selectors, services
-from evaluation.models import EvalRun, Kpi, KpiObservation, RetrainRun, StageChange, UseCase
+from evaluation.models import EvalRun, Kpi, KpiImportRun, KpiObservation, RetrainRun, StageChange, UseCase
 from tests.evaluation.openai_server import OpenAIServer
 from training import services as training
 from training.models import TrainedModel, TrainingJob
@@ -316,3 +317,40 @@ def test_the_balance_report_shows_labels_per_group(approved_version):
     assert set(report["groups"]) == {"clinic", "hospital"}
     assert report["labels"] == ["billing", "login", "records"]
     assert sum(report["groups"]["clinic"]["labels"].values()) == 6
+
+
+# --- KPI files imported by the worker ---------------------------------------------------------------------------------
+
+
+def _kpi_file_run(engineer, text: str) -> KpiImportRun:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return services.kpi_import_run_start(file=SimpleUploadedFile("kpis.csv", text.encode()), actor=engineer)
+
+
+def test_a_kpi_import_whose_worker_died_is_failed_by_the_reaper_and_a_late_worker_writes_nothing(engineer):
+    text = KPI_CSV.format(a="base", b="adapter")
+    lost, fresh = _kpi_file_run(engineer, text), _kpi_file_run(engineer, text)
+    long_ago = timezone.now() - KpiImportRun.STALE_AFTER - dt.timedelta(seconds=5)
+    KpiImportRun.objects.filter(pk=lost.pk).update(status="checking", started_at=long_ago, heartbeat_at=long_ago)
+    KpiImportRun.objects.filter(pk=fresh.pk).update(status="checking", heartbeat_at=timezone.now())
+
+    assert services.kpi_import_runs_reap() == [lost.pk]
+
+    lost.refresh_from_db()
+    assert lost.status == KpiImportRun.Status.FAILED and lost.error == KpiImportRun.LOST_MESSAGE
+    assert KpiImportRun.objects.get(pk=fresh.pk).status == KpiImportRun.Status.CHECKING
+    # The worker of the lost run comes back (or its message is delivered again): it is no longer its run.
+    assert services.kpi_import_run_execute(run_id=lost.pk) is None
+    assert not KpiObservation.objects.exists()
+
+
+def test_a_kpi_file_is_refused_at_once_when_empty_or_too_large(engineer, monkeypatch):
+    with pytest.raises(ValidationError) as empty:
+        _kpi_file_run(engineer, "")
+    assert empty.value.message_dict == {"file": ["The file is empty."]}
+    monkeypatch.setattr(services, "KPI_FILE_MAX_BYTES", 10)
+    with pytest.raises(ValidationError) as large:
+        _kpi_file_run(engineer, KPI_CSV)
+    assert "larger than" in large.value.message_dict["file"][0]
+    assert not KpiImportRun.objects.exists()
