@@ -158,6 +158,26 @@ class DatasetOutput(serializers.ModelSerializer):
 class VersionOutput(serializers.ModelSerializer):
     operation_label = serializers.CharField(source="get_operation_display")
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    privacy = serializers.ChoiceField(
+        source="privacy_state",
+        choices=DatasetVersion.PrivacyState.choices,
+        read_only=True,
+        help_text="raw: not reviewed, may hold personal data; in_review: personal-data detection or its review is "
+        "open (`privacy_review`); approved: redacted and approved by a privacy reviewer.",
+    )
+    privacy_label = serializers.SerializerMethodField(help_text="The privacy state in words.")
+    privacy_review = serializers.IntegerField(
+        source="privacy_review_id",
+        allow_null=True,
+        read_only=True,
+        help_text="The open redaction run (/api/v1/redaction-runs/{id}/) while in review; null otherwise.",
+    )
+    exportable = serializers.BooleanField(
+        source="is_approved",
+        read_only=True,
+        help_text="True once the version passed privacy review: it can be exported (with the export permission), "
+        "annotated, trained and evaluated on. Otherwise those are refused.",
+    )
 
     class Meta:
         model = DatasetVersion
@@ -171,12 +191,19 @@ class VersionOutput(serializers.ModelSerializer):
             "operation_params",
             "content_hash",
             "row_count",
+            "privacy",
+            "privacy_label",
+            "privacy_review",
+            "exportable",
             "split_seed",
             "split_ratios",
             "stats",
             "created_by",
             "created_at",
         ]
+
+    def get_privacy_label(self, version: DatasetVersion) -> str:
+        return DatasetVersion.PrivacyState(version.privacy_state).label
 
 
 class ExampleOutput(serializers.ModelSerializer):

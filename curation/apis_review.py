@@ -171,10 +171,7 @@ class FindingOutput(serializers.ModelSerializer):
 
 
 class RedactedVersionOutput(VersionOutput):
-    privacy_label = serializers.CharField(source="get_privacy_display")
-
-    class Meta(VersionOutput.Meta):
-        fields = [*VersionOutput.Meta.fields, "privacy", "privacy_label"]
+    """The approved version a review makes (VersionOutput tells its privacy state)."""
 
 
 class TypeCountOutput(serializers.Serializer):

@@ -61,6 +61,13 @@ class DatasetVersion(models.Model):
         RAW = "raw", "Not reviewed: may contain personal data"
         APPROVED = "approved", "Redacted and approved by a privacy reviewer"
 
+    class PrivacyState(models.TextChoices):
+        """Privacy as the API tells it: a raw version whose review is open is told apart (not stored)."""
+
+        RAW = "raw", "Not reviewed: may contain personal data"
+        IN_REVIEW = "in_review", "Privacy review under way: may contain personal data"
+        APPROVED = "approved", "Redacted and approved by a privacy reviewer"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
@@ -96,6 +103,22 @@ class DatasetVersion(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.is_ready and self.privacy == self.Privacy.APPROVED
+
+    @property
+    def privacy_review_id(self) -> int | None:
+        """The open privacy review (redaction run) of this version, if any. Lists annotate it as
+        ``open_review_id`` (curation.selectors) so that each row costs no query."""
+        if self.privacy == self.Privacy.APPROVED:
+            return None
+        if "open_review_id" in self.__dict__:
+            return self.__dict__["open_review_id"]
+        return self.redaction_runs.filter(status__in=RedactionRun.ACTIVE_STATUSES).values_list("pk", flat=True).first()
+
+    @property
+    def privacy_state(self) -> str:
+        if self.privacy == self.Privacy.APPROVED:
+            return self.PrivacyState.APPROVED
+        return self.PrivacyState.IN_REVIEW if self.privacy_review_id else self.PrivacyState.RAW
 
 
 class Flag(models.IntegerChoices):

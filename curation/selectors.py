@@ -33,12 +33,18 @@ def dataset_list() -> QuerySet[Dataset]:
     return Dataset.objects.visible().order_by("name")
 
 
+def with_privacy_review(versions: QuerySet[DatasetVersion]) -> QuerySet[DatasetVersion]:
+    """Each version's open privacy review (``open_review_id``), read by ``DatasetVersion.privacy_state``."""
+    open_reviews = RedactionRun.objects.filter(version=OuterRef("pk"), status__in=RedactionRun.ACTIVE_STATUSES)
+    return versions.annotate(open_review_id=Subquery(open_reviews.values("pk")[:1]))
+
+
 def version_list(dataset: Dataset) -> QuerySet[DatasetVersion]:
-    return dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number")
+    return with_privacy_review(dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number"))
 
 
 def version_ready_get(version_id: int) -> DatasetVersion:
-    return DatasetVersion.objects.select_related("dataset", "parent").get(
+    return with_privacy_review(DatasetVersion.objects.select_related("dataset", "parent")).get(
         pk=version_id, status=DatasetVersion.Status.READY
     )
 

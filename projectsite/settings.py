@@ -202,6 +202,7 @@ SPECTACULAR_SETTINGS = {
         "TaskTypeEnum": "curation.models.TaskType",
         "EvalRunKindEnum": "evaluation.models.EvalRun.Kind",
         "KpiKindEnum": "evaluation.models.Kpi.Kind",
+        "VersionPrivacyEnum": "curation.models.DatasetVersion.PrivacyState",
         "GateRuleKindEnum": ["metric", "kpi"],
     },
 }

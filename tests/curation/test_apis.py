@@ -518,12 +518,55 @@ def test_version_detail_shows_how_it_was_made(curator, api_client):
         "operation_params": {"seed": 5},
         "content_hash": "ab" * 32,
         "row_count": 2,
+        "privacy": "raw",
+        "privacy_label": "Not reviewed: may contain personal data",
+        "privacy_review": None,
+        "exportable": False,
         "split_seed": 5,
         "split_ratios": {"train": 0.8, "validation": 0.1, "test": 0.1},
         "stats": {"splits": {"train": 2}},
         "created_by": "curator",
         "created_at": body["created_at"],
     }
+
+
+def test_versions_tell_their_privacy_state_so_a_client_need_not_try_an_export(
+    curator, reviewer, api_client, django_assert_max_num_queries
+):
+    # As found: only an export attempt (400) told a client that a version had not passed privacy review.
+    raw = make_version(count=1)
+    in_review = make_version(count=1, dataset=raw.dataset)
+    approved = make_version(count=1, dataset=raw.dataset, privacy=DatasetVersion.Privacy.APPROVED)
+    started = api_client(reviewer).post(reverse("api-redaction-start", args=[in_review.pk]), {}, format="json")
+    assert started.status_code == 202, started.json()
+    client = api_client(curator)
+
+    def state(body: dict) -> tuple:
+        return body["privacy"], body["privacy_review"], body["exportable"]
+
+    expected = {
+        raw.pk: ("raw", None, False),
+        in_review.pk: ("in_review", started.json()["id"], False),
+        approved.pk: ("approved", None, True),
+    }
+    for version_id, want in expected.items():
+        assert state(client.get(reverse("api-version-detail", args=[version_id])).json()) == want
+    with django_assert_max_num_queries(4):  # the open review comes with the list, not one query per version
+        listed = client.get(reverse("api-dataset-versions", args=[raw.dataset_id])).json()["results"]
+    assert {body["id"]: state(body) for body in listed} == expected
+    labels = {body["id"]: body["privacy_label"] for body in listed}
+    assert labels[in_review.pk] == "Privacy review under way: may contain personal data"
+    # What the fields promise is what export does.
+    assert client.get(reverse("api-version-export", args=[in_review.pk]) + "?format=jsonl").status_code == 400
+    assert client.get(reverse("api-version-export", args=[approved.pk]) + "?format=jsonl").status_code == 200
+
+
+def test_the_privacy_state_is_an_enum_in_the_schema(curator, client):
+    client.force_login(curator)
+    schema = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert schema["VersionPrivacyEnum"]["enum"] == ["raw", "in_review", "approved"]
+    assert schema["VersionOutput"]["properties"]["privacy"]["allOf"][0]["$ref"].endswith("/VersionPrivacyEnum")
+    assert schema["VersionOutput"]["properties"]["exportable"]["type"] == "boolean"
 
 
 # --- export ----------------------------------------------------------------------------------
