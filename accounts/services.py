@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
+
 from django.contrib.auth.models import Group, Permission
 from django.db import models, transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
-from accounts.models import AuditEvent
+from accounts.models import ApiToken, AuditEvent
 from accounts.roles import ROLE_BY_SLUG, ROLES
 
 
@@ -61,15 +64,67 @@ def user_create(*, username: str, password: str, roles: list[str], email: str = 
     return user
 
 
+def sign_in_record(*, action: str, username: str, ip_address: str | None, path: str, user=None) -> AuditEvent:
+    """One audit row for a sign-in (``auth.login``), a failed one (``auth.login_failed``, no actor) or a refusal
+    during a lock-out (``auth.lockout``): the user name that was typed and the client address, never the password."""
+    return AuditEvent.objects.create(
+        actor=user,
+        action=action,
+        object_type="auth.user",
+        object_id=str(user.pk) if user is not None else "",
+        object_repr=username[:200],
+        after={"username": username, "ip_address": ip_address, "path": path},
+    )
+
+
+TOKEN_LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 @transaction.atomic
-def api_token_regenerate(*, user) -> Token:
-    """Replace the user's API token with a new one; the old one stops working at once."""
-    had_token = Token.objects.filter(user=user).delete()[0] > 0
-    token = Token.objects.create(user=user)
+def api_token_create(*, user, name: str, expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+    """Make a new API token for ``user``; their other tokens keep working. Returns the row and the secret,
+    which is stored only as a digest: show it once."""
+    secret = "td_" + secrets.token_urlsafe(32)
+    created_at = timezone.now()
+    token = ApiToken(
+        user=user,
+        name=name.strip() or "API token",
+        prefix=secret[:10],
+        digest=ApiToken.digest_of(secret),
+        created_at=created_at,
+        expires_at=created_at + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    token.full_clean()
+    token.save()
     audit_record(
         actor=user,
-        action="api_token.regenerate" if had_token else "api_token.create",
+        action="api_token.create",
         obj=user,
-        after={"token_prefix": token.key[:6]},
+        after={
+            "name": token.name,
+            "prefix": token.prefix,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
     )
-    return token
+    return token, secret
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor) -> None:
+    """Delete one token: requests that send it are refused from now on."""
+    audit_record(
+        actor=actor,
+        action="api_token.revoke",
+        obj=token.user,
+        before={"name": token.name, "prefix": token.prefix},
+    )
+    token.delete()
+
+
+def api_token_mark_used(*, token: ApiToken) -> None:
+    """Note that the token was just used, at most once a minute per token, so a busy script does not write on
+    every request."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now

@@ -34,7 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -55,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the "try again in N minutes" page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "projectsite.urls"
@@ -101,6 +103,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+# django-axes first: it refuses a sign-in while the account or the address is locked out (accounts/signin.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -173,9 +180,37 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 
+# Client addresses (sign-in lock-outs, API throttles) come from REMOTE_ADDR. Behind reverse proxies, set how many
+# of them add to X-Forwarded-For: the address that many entries from the right is the client's. Never trust more
+# proxies than you have, or clients can pick their own address by sending the header.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# Sign-in protection (django-axes; the web form, the admin and POST /api/v1/auth/token/ all sign in through
+# django.contrib.auth). Failures count per account and per client address: SIGN_IN_FAILURE_LIMIT failures lock
+# that account, or that address, for SIGN_IN_LOCKOUT_MINUTES; the wait doubles with every further
+# SIGN_IN_FAILURE_LIMIT failures of the account or address in a day, up to SIGN_IN_LOCKOUT_MAX_MINUTES.
+# `manage.py axes_reset_username NAME` or `axes_reset_ip ADDRESS` lifts a lock-out at once.
+SIGN_IN_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5, minimum=1)
+SIGN_IN_LOCKOUT_MINUTES = env_int("SIGN_IN_LOCKOUT_MINUTES", 5, minimum=1)
+SIGN_IN_LOCKOUT_MAX_MINUTES = env_int("SIGN_IN_LOCKOUT_MAX_MINUTES", 240, minimum=1)
+AXES_FAILURE_LIMIT = SIGN_IN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_COOLOFF_TIME = "accounts.signin.cool_off"
+AXES_USE_ATTEMPT_EXPIRATION = True  # each attempt keeps the wait it was given (the wait differs per account)
+AXES_HANDLER = "accounts.signin.SignInAttemptHandler"
+AXES_CLIENT_IP_CALLABLE = "accounts.signin.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.signin.lockout_response"
+# A success does not clear the count: one valid account would otherwise clear its address's count for guessing others.
+AXES_RESET_ON_SUCCESS = False
+# Tries refused during a lock-out do not count: waiting the time the page gives is enough.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # a day of failures: how long the next lock-out lasts
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit log (auth.login)
+AXES_VERBOSE = False  # no banner on every manage.py command; failures and lock-outs are still logged
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -185,6 +220,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"token": env_str("API_TOKEN_RATE", "20/min")},
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # throttles count per client address, as the sign-in lock-outs do
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tuning Desk API",

@@ -287,6 +287,14 @@ class World:
         user = self.user or self.make_user(None, username="someone")
         return {"username": user.username, "password": PASSWORD}
 
+    @cached_property
+    def api_token(self):
+        """A token of the caller (of someone else for anonymous callers, who get 401 before it matters)."""
+        from accounts.services import api_token_create
+
+        user = self.user or self.make_user(None, username="token-owner")
+        return api_token_create(user=user, name="matrix")[0]
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -416,6 +424,10 @@ def _annotation_project_input(w: World) -> dict:
 
 EXPECTED: dict[tuple[str, str], Endpoint] = {
     ("api/v1/auth/token/", "POST"): Endpoint(EVERYONE, 200, post("api-token", data=World.credentials)),
+    ("api/v1/auth/tokens/", "GET"): Endpoint(SIGNED_IN, 200, get("api-token-list")),
+    ("api/v1/auth/tokens/<int:token_id>/", "DELETE"): Endpoint(
+        SIGNED_IN, 204, delete("api-token-revoke", lambda w: w.api_token.pk)
+    ),
     ("api/v1/me/", "GET"): Endpoint(SIGNED_IN, 200, get("api-me")),
     ("api/v1/audit-events/", "GET"): Endpoint(AUDITORS, 200, get("api-audit-events")),
     ("api/v1/datasets/", "GET"): Endpoint(DATASET_READERS, 200, get("api-dataset-list")),

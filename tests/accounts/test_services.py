@@ -1,9 +1,8 @@
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from accounts.models import AuditEvent
-from accounts.services import api_token_regenerate, roles_sync, user_create
+from accounts.services import api_token_create, api_token_revoke, roles_sync, user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -22,14 +21,21 @@ def test_unknown_role_is_refused():
     assert not get_user_model().objects.exists()
 
 
-def test_regenerating_a_token_revokes_the_old_one(curator):
-    first = api_token_regenerate(user=curator).key
-    second = api_token_regenerate(user=curator).key
-    assert first != second
-    assert list(Token.objects.filter(user=curator).values_list("key", flat=True)) == [second]
+def test_a_new_token_leaves_the_others_working_and_is_audited_without_its_secret(curator):
+    first, first_secret = api_token_create(user=curator, name="nightly export")
+    second, second_secret = api_token_create(user=curator, name="dashboard", expires_in_days=30)
+    assert first_secret != second_secret
+    assert set(curator.api_tokens.values_list("name", flat=True)) == {"nightly export", "dashboard"}
+    assert first.prefix == first_secret[:10] and first.expires_at is None
+    assert abs((second.expires_at - second.created_at).total_seconds() - 30 * 86400) < 1
     actions = list(AuditEvent.objects.filter(actor=curator).values_list("action", flat=True))
-    assert sorted(actions) == ["api_token.create", "api_token.regenerate"]
-    assert second not in str(AuditEvent.objects.values_list("after", flat=True))
+    assert actions == ["api_token.create", "api_token.create"]
+    logged = str(list(AuditEvent.objects.values_list("after", flat=True)))
+    assert first_secret not in logged and second_secret not in logged
+
+    api_token_revoke(token=first, actor=curator)
+    assert list(curator.api_tokens.values_list("name", flat=True)) == ["dashboard"]
+    assert AuditEvent.objects.filter(action="api_token.revoke", actor=curator).exists()
 
 
 def test_roles_sync_is_idempotent_and_exact(make_user):

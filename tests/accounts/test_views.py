@@ -4,10 +4,9 @@ import re
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 
-from accounts.models import AuditEvent
-from accounts.services import audit_record
+from accounts.models import ApiToken, AuditEvent
+from accounts.services import api_token_create, audit_record
 
 PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")
 
@@ -81,27 +80,55 @@ def test_profile_shows_roles(client, make_user, persona):
 
 def test_api_token_is_shown_once_with_how_to_use_it(client, curator):
     client.force_login(curator)
-    response = client.post(reverse("accounts:token_regenerate"), follow=True)
-    key = Token.objects.get(user=curator).key
+    response = client.post(
+        reverse("accounts:token_create"), {"name": "nightly export", "expires_in_days": "30"}, follow=True
+    )
     html = response.content.decode()
-    assert key in html
+    key = re.search(r'id="new-token" value="([^"]+)"', html).group(1)
+    token = ApiToken.objects.get(user=curator)
+    assert token.digest == ApiToken.digest_of(key) and token.name == "nightly export"
     assert f"Authorization: Token {key}" in html
     assert reverse("api-docs") in html
     assert "Copy it now" in html
 
     html = client.get(reverse("accounts:profile")).content.decode()
     assert key not in html  # only once
-    assert key[:6] in html and "Replace API token" in html
+    assert f"{key[:10]}…" in html and "nightly export" in html and "never" in html  # not used yet
 
-    client.post(reverse("accounts:token_regenerate"))
-    assert Token.objects.get(user=curator).key != key
-    assert AuditEvent.objects.filter(action="api_token.regenerate", actor=curator).exists()
+    client.post(reverse("accounts:token_create"), {"name": "dashboard", "expires_in_days": ""})
+    assert set(curator.api_tokens.values_list("name", flat=True)) == {"nightly export", "dashboard"}
+    assert AuditEvent.objects.filter(action="api_token.create", actor=curator).count() == 2
 
 
-def test_token_regenerate_refuses_get(client, curator):
+def test_a_token_needs_a_name(client, curator):
     client.force_login(curator)
-    assert client.get(reverse("accounts:token_regenerate")).status_code == 405
-    assert not Token.objects.filter(user=curator).exists()
+    response = client.post(reverse("accounts:token_create"), {"name": "", "expires_in_days": ""})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_revoke_stops_one_token_and_only_the_owner_can(client, curator, engineer):
+    mine, _ = api_token_create(user=curator, name="old script")
+    kept, _ = api_token_create(user=curator, name="new script")
+    theirs, _ = api_token_create(user=engineer, name="engineer's")
+    client.force_login(curator)
+    html = client.get(reverse("accounts:profile")).content.decode()
+    assert reverse("accounts:token_revoke", args=[mine.pk]) in html
+
+    assert client.post(reverse("accounts:token_revoke", args=[theirs.pk])).status_code == 404
+    response = client.post(reverse("accounts:token_revoke", args=[mine.pk]), follow=True)
+    assert "no longer works" in response.content.decode()
+    assert set(ApiToken.objects.values_list("name", flat=True)) == {"new script", "engineer's"}
+    assert kept.pk in set(curator.api_tokens.values_list("pk", flat=True))
+
+
+def test_token_views_refuse_get(client, curator):
+    client.force_login(curator)
+    token, _ = api_token_create(user=curator, name="script")
+    assert client.get(reverse("accounts:token_create")).status_code == 405
+    assert client.get(reverse("accounts:token_revoke", args=[token.pk])).status_code == 405
+    assert ApiToken.objects.count() == 1
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
