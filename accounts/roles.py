@@ -39,6 +39,8 @@ VIEW_USE_CASES = "evaluation.view_usecase"
 MANAGE_USE_CASES = "evaluation.change_usecase"
 PROMOTE = "evaluation.promote_usecase"
 MANAGE_ENDPOINTS = "evaluation.add_externalendpoint"
+# Change endpoints that someone else added (their key goes wherever the address points): admins only.
+CHANGE_ANY_ENDPOINT = "evaluation.change_externalendpoint"
 VIEW_PROJECTS = "annotation.view_annotationproject"
 MANAGE_PROJECTS = "annotation.add_annotationproject"
 ANNOTATE = "annotation.add_annotation"
@@ -135,6 +137,7 @@ ROLES: tuple[Role, ...] = (
             VIEW_PSEUDONYMS,
             *TRAIN,
             *EVALUATE,
+            CHANGE_ANY_ENDPOINT,
             VIEW_PROJECTS,
             MANAGE_PROJECTS,
             ANNOTATE,

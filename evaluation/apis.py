@@ -7,6 +7,7 @@ Managers hold the read permissions only.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.files.uploadhandler import StopUpload
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -354,16 +355,40 @@ class StageChangeOutput(serializers.Serializer):
 
 
 class EndpointOutput(serializers.ModelSerializer):
+    has_api_key = serializers.SerializerMethodField()
+    created_by = serializers.CharField(
+        source="created_by.username", allow_null=True, default=None, help_text="Who may change it, besides admins."
+    )
+
     class Meta:
         model = ExternalEndpoint
-        fields = ["id", "name", "base_url", "model", "timeout_seconds", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "base_url",
+            "model",
+            "timeout_seconds",
+            "has_api_key",
+            "api_key_hint",
+            "created_by",
+            "created_at",
+        ]
+
+    def get_has_api_key(self, endpoint: ExternalEndpoint) -> bool:
+        return bool(endpoint.api_key_encrypted)
 
 
 class EndpointInput(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     base_url = serializers.URLField(max_length=300)
     model = serializers.CharField(max_length=200)
-    api_key = serializers.CharField(required=False, allow_blank=True, default="", write_only=True)
+    api_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
+        help_text="Empty keeps the stored key, except when base_url changes: then the key must be entered again.",
+    )
     timeout_seconds = serializers.FloatField(default=30.0, min_value=0.5, max_value=600)
 
 
@@ -745,7 +770,7 @@ class EndpointListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_EVALUATIONS, POST=MANAGE_ENDPOINTS)]
     serializer_class = EndpointOutput
     pagination_class = None
-    queryset = ExternalEndpoint.objects.all()
+    queryset = ExternalEndpoint.objects.select_related("created_by")
 
     @extend_schema(
         summary="List external endpoints",
@@ -757,14 +782,23 @@ class EndpointListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Add or update an external endpoint",
-        description=_describe("The API key is stored encrypted.", MANAGE_ENDPOINTS),
+        description=_describe(
+            "The API key is stored encrypted and never shown. An existing name updates that endpoint: only the "
+            "person who added it or an admin may (403 otherwise), and a new base_url needs the API key again. The "
+            "address must be allowed by ENDPOINT_ALLOWED_HOSTS (private and loopback addresses are refused unless "
+            "listed). Audited.",
+            MANAGE_ENDPOINTS,
+        ),
         request=EndpointInput,
         responses={201: EndpointOutput, **_errors(400, 401, 403)},
     )
     def post(self, request):
         data = EndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
-        endpoint = services.endpoint_save(actor=request.user, **data.validated_data)
+        try:
+            endpoint = services.endpoint_save(actor=request.user, **data.validated_data)
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
         return Response(EndpointOutput(endpoint).data, status=status.HTTP_201_CREATED)
 
 

@@ -3,17 +3,25 @@
 Plain urllib (no SDK): POST {base_url}/chat/completions with a Bearer key. Works with OpenAI, vLLM, Ollama,
 llama.cpp's server, LiteLLM and the like. Every failure becomes an EndpointError whose message says, in plain words,
 what the endpoint did and what to check.
+
+Where requests may go (check_url): the key and the approved rows travel with every request, so before each one the
+host is resolved and every address checked against the allow-list the caller passes (ENDPOINT_ALLOWED_HOSTS), and
+the connection goes to exactly the addresses that were checked: no second DNS answer, no redirect, no proxy.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import re
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from evaluation.inference import PredictionCancelled
@@ -49,6 +57,196 @@ class EndpointError(Exception):
         self.status = status
 
 
+# --- where requests may go -------------------------------------------------------------------------------------
+
+_SETTING = "ENDPOINT_ALLOWED_HOSTS"
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: the host as written in the address, the port, and the checked addresses to connect to."""
+
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+
+def _embedded_ipv4(address: _Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, 6to4, Teredo client, NAT64), which is where it leads."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public(address: _Address) -> bool:
+    """False for loopback, private, link-local, shared, reserved, multicast and unspecified addresses (IPv4 and IPv6,
+    including IPv6 addresses that carry such an IPv4 address)."""
+    if (
+        not address.is_global
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    ):
+        return False
+    inner = _embedded_ipv4(address)
+    return inner is None or is_public(inner)
+
+
+def _allow_list(entries: Sequence[str]) -> tuple[set[str], tuple[str, ...], tuple[_Network, ...], bool]:
+    """(host names, *.suffixes, networks, "*" listed) from the setting's entries. A bad entry is an error."""
+    names: set[str] = set()
+    suffixes: list[str] = []
+    networks: list[_Network] = []
+    any_public = False
+    for raw in entries:
+        entry = raw.strip().lower().rstrip(".")
+        if entry.startswith("[") and entry.endswith("]"):
+            entry = entry[1:-1]
+        if not entry:
+            continue
+        if entry == "*":
+            any_public = True
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+            continue
+        except ValueError:
+            pass
+        if entry.startswith("*.") and len(entry) > 2 and "*" not in entry[2:]:
+            suffixes.append(entry[1:])  # ".example.com"
+        elif re.fullmatch(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*", entry):
+            names.add(entry)
+        else:
+            raise EndpointError(
+                f"{_SETTING} has an entry that is not a host name, *.domain, IP address or network: “{raw.strip()}” "
+                "(entries have no scheme and no port)."
+            )
+    return names, tuple(suffixes), tuple(networks), any_public
+
+
+def _as_address(text: str) -> _Address:
+    return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") is not part of the address
+
+
+def _listed_address(address: _Address, networks: Sequence[_Network]) -> bool:
+    candidates = [candidate for candidate in (address, _embedded_ipv4(address)) if candidate is not None]
+    return any(c in n for c in candidates for n in networks if c.version == n.version)
+
+
+def check_url(base_url: str, *, allowed_hosts: Sequence[str]) -> Target:
+    """Check that Tuning Desk may send requests to `base_url`, and say where to connect. Raises EndpointError.
+
+    http and https only, no user name or password in the address. The host is resolved and every address it resolves
+    to is checked. With an empty `allowed_hosts`, any public address is allowed and loopback, private, link-local,
+    reserved, multicast and unspecified addresses are refused. Otherwise it is a strict allow-list: a host is allowed
+    when its name is listed (exactly, or under a listed "*.example.com"), or when each of its addresses is in a listed
+    IP address or network (CIDR), or is public and "*" is listed.
+    """
+    url = base_url.strip()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise EndpointError(f"The endpoint address “{url}” must start with http:// or https://.")
+    if parts.username is not None or parts.password is not None:
+        raise EndpointError(
+            f"The endpoint address “{url}” must not hold a user name or password; put the key in the API key field."
+        )
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise EndpointError(f"The endpoint address “{url}” has no host name.")
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        raise EndpointError(f"The endpoint address “{url}” has a port that is not a number from 1 to 65535.") from None
+    names, suffixes, networks, any_public = _allow_list(allowed_hosts)
+    where = f"The endpoint at {url.rstrip('/')}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise EndpointError(f"{where} cannot be found: check the host name in the address.") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
+    if not addresses:
+        raise EndpointError(f"{where} cannot be found: check the host name in the address.")
+    strict = bool(names or suffixes or networks) and not any_public
+    listed_name = host in names or host.endswith(suffixes)
+    for text in addresses:
+        address = _as_address(text)
+        if listed_name or _listed_address(address, networks):
+            continue
+        if not is_public(address):
+            raise EndpointError(
+                f"{where} leads to a private or local network address, which Tuning Desk does not call unless an "
+                f"administrator lists the host in {_SETTING}."
+            )
+        if strict:
+            raise EndpointError(
+                f"{where} is not on the list of hosts Tuning Desk may call ({_SETTING}); ask an administrator to "
+                f"add {host}."
+            )
+    return Target(host=host, port=port, addresses=addresses)
+
+
+class _PinnedConnections:
+    """Mixed into urllib's HTTP(S) handlers: every connection goes to the addresses check_url approved, whatever a
+    later DNS answer says (DNS rebinding). TLS still checks the certificate against the host name."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__()
+        self._target = target
+
+    def _connect(self, address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, *args, **kwargs):
+        error: OSError | None = None
+        for ip in self._target.addresses:
+            try:
+                return socket.create_connection((ip, self._target.port), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error or OSError("no address to connect to")
+
+    def do_open(self, http_class, req, **kwargs):
+        def connection(host, **connection_kwargs) -> http.client.HTTPConnection:
+            made = http_class(host, **connection_kwargs)
+            made._create_connection = self._connect  # http.client's own hook for opening the socket
+            return made
+
+        return super().do_open(connection, req, **kwargs)
+
+
+class _PinnedHTTPHandler(_PinnedConnections, urllib.request.HTTPHandler):
+    pass
+
+
+class _PinnedHTTPSHandler(_PinnedConnections, urllib.request.HTTPSHandler):
+    pass
+
+
+def _opener(target: Target) -> urllib.request.OpenerDirector:
+    """urllib without redirects (the key would follow them to another address) and without proxies (the address
+    checked must be the one connected to): a 3xx answer is an HTTPError like any other refusal."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        _PinnedHTTPHandler(target),
+        _PinnedHTTPSHandler(target),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
 # --- one request -------------------------------------------------------------------------------------------------
 
 
@@ -71,6 +269,12 @@ def _http_error(base_url: str, status: int, body: bytes) -> EndpointError:
     if status == 404:
         return EndpointError(
             f"{where} answered 404: check the address (it usually ends in /v1) and the model name.{detail}",
+            status=status,
+        )
+    if 300 <= status < 400:
+        return EndpointError(
+            f"{where} answered {status} and sends requests to another address, which Tuning Desk does not follow: "
+            f"enter the final address instead.{detail}",
             status=status,
         )
     if status == 429:
@@ -115,11 +319,14 @@ def chat(
     timeout: float = 30.0,
     max_tokens: int = 256,
     temperature: float = 0.0,
+    allowed_hosts: Sequence[str],
 ) -> str:
-    """The assistant's reply to `messages` (OpenAI chat format). Raises EndpointError."""
+    """The assistant's reply to `messages` (OpenAI chat format). Raises EndpointError.
+
+    The address is checked with check_url(allowed_hosts) right before the request, which connects to the checked
+    addresses only."""
     base_url = base_url.strip().rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise EndpointError(f"The endpoint address “{base_url}” must start with http:// or https://.")
+    target = check_url(base_url, allowed_hosts=allowed_hosts)
     body = json.dumps(
         {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
     ).encode("utf-8")
@@ -131,7 +338,7 @@ def chat(
     where = f"The endpoint at {base_url}"
     seconds = f"{timeout:g} s"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+        with _opener(target).open(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
         with exc:
@@ -233,6 +440,7 @@ def endpoint_predict(
     should_cancel: Callable[[], bool] | None = None,
     max_tokens: int = 256,
     concurrency: int = 4,
+    allowed_hosts: Sequence[str],
 ) -> list[str]:
     """One answer per input from the endpoint's model, in input order.
 
@@ -264,6 +472,7 @@ def endpoint_predict(
                 messages=messages,
                 timeout=timeout,
                 max_tokens=max_tokens,
+                allowed_hosts=allowed_hosts,
             )
             return match_label(reply, labels) if system is not None else reply.strip()
 
@@ -331,6 +540,7 @@ def judge(
     on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     concurrency: int = 4,
+    allowed_hosts: Sequence[str],
 ) -> list[tuple[int, str]]:
     """(score 1..5, one-line reason) for each (input, reference, prediction), graded by the endpoint's model with
     `rubric` (DEFAULT_RUBRIC when empty). A reply without a score is asked once more; still none → EndpointError."""
@@ -348,6 +558,7 @@ def judge(
                     messages=messages,
                     timeout=timeout,
                     max_tokens=200,
+                    allowed_hosts=allowed_hosts,
                 )
                 parsed = parse_judgement(reply)
                 if parsed is not None:

@@ -14,7 +14,12 @@ class ExternalEndpoint(models.Model):
     base_url = models.URLField(max_length=300, help_text="e.g. https://api.example.com/v1")
     model = models.CharField(max_length=200, help_text="The model name the endpoint expects.")
     api_key_encrypted = models.BinaryField(blank=True, default=b"")
+    api_key_hint = models.CharField(max_length=8, blank=True, help_text="The key's last four characters.")
     timeout_seconds = models.FloatField(default=30.0)
+    # Who may change it besides admins; blank for endpoints added before this was recorded (admins only).
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

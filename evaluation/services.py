@@ -21,10 +21,11 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.roles import CHANGE_ANY_ENDPOINT
 from accounts.services import audit_record
 from curation.models import DatasetVersion, TaskType
 from curation.services import version_require_approved
@@ -67,24 +68,82 @@ def endpoint_api_key(endpoint: ExternalEndpoint) -> str:
         ) from None
 
 
+def endpoint_can_change(*, endpoint: ExternalEndpoint, user) -> bool:
+    """Whoever added an endpoint may change it; anyone else needs CHANGE_ANY_ENDPOINT (admins). Endpoints added
+    before their creator was recorded are admins' only."""
+    if user is None or not user.is_authenticated:
+        return False
+    return user.has_perm(CHANGE_ANY_ENDPOINT) or (
+        endpoint.created_by_id is not None and endpoint.created_by_id == user.pk
+    )
+
+
+def endpoint_address_check(base_url: str, *, field: str = "base_url") -> None:
+    """ValidationError on `field` unless ENDPOINT_ALLOWED_HOSTS lets Tuning Desk send requests to `base_url`."""
+    from evaluation import endpoints
+
+    try:
+        endpoints.check_url(base_url, allowed_hosts=settings.ENDPOINT_ALLOWED_HOSTS)
+    except endpoints.EndpointError as exc:
+        raise ValidationError({field: exc.message}) from None
+
+
+def _endpoint_audit(endpoint: ExternalEndpoint) -> dict:
+    """What the audit log keeps of an endpoint: never the key, only its last four characters."""
+    return {
+        "base_url": endpoint.base_url,
+        "model": endpoint.model,
+        "timeout_seconds": endpoint.timeout_seconds,
+        "has_api_key": bool(endpoint.api_key_encrypted),
+        "api_key_hint": endpoint.api_key_hint,
+    }
+
+
 def endpoint_save(
     *, name: str, base_url: str, model: str, api_key: str = "", timeout_seconds: float = 30.0, actor
 ) -> ExternalEndpoint:
-    """Create or update an OpenAI-compatible endpoint; the key is stored encrypted and never shown again."""
-    endpoint = ExternalEndpoint.objects.filter(name=name.strip()).first() or ExternalEndpoint(name=name.strip())
-    endpoint.base_url = base_url.strip().rstrip("/")
-    endpoint.model = model.strip()
-    endpoint.timeout_seconds = timeout_seconds
-    if api_key:
-        endpoint.api_key_encrypted = _fernet().encrypt(api_key.encode())
-    endpoint.full_clean()
+    """Add an OpenAI-compatible endpoint, or change one (by name) that `actor` may change (endpoint_can_change,
+    else PermissionDenied). The key is stored encrypted and never shown again; an empty `api_key` keeps it.
+
+    The key goes wherever the address points, so a new address needs the key again (ValidationError on api_key):
+    a stored key is never sent to an address other than the one it was given for. Changing only the model name or
+    the timeout keeps it. The address must pass ENDPOINT_ALLOWED_HOSTS (checked again before every request).
+    Audited with the state before and after (the key's last four characters at most).
+    """
+    name, base_url, model, api_key = name.strip(), base_url.strip().rstrip("/"), model.strip(), api_key.strip()
+    endpoint_address_check(base_url)
     with transaction.atomic():
+        endpoint = ExternalEndpoint.objects.select_for_update().filter(name=name).first()
+        if endpoint is None:
+            endpoint = ExternalEndpoint(name=name, created_by=actor if actor and actor.is_authenticated else None)
+            before = {}
+        else:
+            if not endpoint_can_change(endpoint=endpoint, user=actor):
+                owner = endpoint.created_by.get_username() if endpoint.created_by else "an admin"
+                raise PermissionDenied(
+                    f"The endpoint “{name}” was added by {owner}: only they or an admin can change it. "
+                    "Choose another name to add your own."
+                )
+            if base_url != endpoint.base_url and endpoint.api_key_encrypted and not api_key:
+                raise ValidationError(
+                    {
+                        "api_key": "The address changed, so enter the API key again: the stored key is only ever "
+                        f"sent to {endpoint.base_url}."
+                    }
+                )
+            before = _endpoint_audit(endpoint)
+        endpoint.base_url, endpoint.model, endpoint.timeout_seconds = base_url, model, timeout_seconds
+        if api_key:
+            endpoint.api_key_encrypted = _fernet().encrypt(api_key.encode())
+            endpoint.api_key_hint = api_key[-4:]
+        endpoint.full_clean()
         endpoint.save()
         audit_record(
             actor=actor,
-            action="endpoint.save",
+            action="endpoint.update" if before else "endpoint.create",
             obj=endpoint,
-            after={"base_url": endpoint.base_url, "model": endpoint.model},
+            before=before,
+            after={**_endpoint_audit(endpoint), "api_key_changed": bool(api_key)},
         )
     return endpoint
 
@@ -152,6 +211,9 @@ def eval_run_create(
         run.kind, run.endpoint, run.queue = EvalRun.Kind.ENDPOINT, subject, "default"
     if judge and task != TaskType.SFT:
         raise ValidationError({"judge": "A judge rates written answers; this version is for classification."})
+    for endpoint, field in ((run.endpoint, "model"), (judge, "judge")):
+        if endpoint is not None:  # refused now rather than failing in the worker (which checks again anyway)
+            endpoint_address_check(endpoint.base_url, field=field)
     run.full_clean()
     with transaction.atomic():
         run.save()
@@ -245,6 +307,7 @@ def _predictor(run: EvalRun, work_dir: Path):
                 inputs=inputs,
                 labels=run.labels,
                 timeout=endpoint.timeout_seconds,
+                allowed_hosts=settings.ENDPOINT_ALLOWED_HOSTS,
             )
 
         yield predict, None
@@ -283,6 +346,7 @@ def _judge(run: EvalRun) -> None:
             rubric=run.rubric or endpoints.DEFAULT_RUBRIC,
             items=[(p.example.input, p.example.target, p.output) for p in chunk],
             timeout=judge.timeout_seconds,
+            allowed_hosts=settings.ENDPOINT_ALLOWED_HOSTS,
         )
         for prediction, (score, reason) in zip(chunk, scores, strict=True):
             prediction.judge_score, prediction.judge_reason = score, reason[:500]

@@ -296,6 +296,11 @@ TRAINING_SOFT_TIME_LIMIT = env_int("TRAINING_SOFT_TIME_LIMIT", 48 * 3600, minimu
 TRAINING_PROCESSES = env_int("TRAINING_PROCESSES", 0, minimum=0)
 WORKER_STALE_AFTER_SECONDS = env_int("WORKER_STALE_AFTER_SECONDS", 90, minimum=2)
 
+# Where external endpoints (baseline models, judges) may be called; they receive an API key and approved rows.
+# Empty: any public address, never loopback or private networks. Set: only the listed host names, *.domains,
+# IP addresses and networks (CIDR), plus any public address when "*" is listed (evaluation/endpoints.py check_url).
+ENDPOINT_ALLOWED_HOSTS = env_list("ENDPOINT_ALLOWED_HOSTS", [])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

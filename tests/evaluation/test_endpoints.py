@@ -26,10 +26,14 @@ from evaluation.inference import PredictionCancelled
 from tests.evaluation.openai_server import OpenAIServer
 
 USER = [{"role": "user", "content": "Where is my invoice?"}]
+# The local stand-in listens on 127.0.0.1, which is refused unless listed (see test_endpoints_outbound.py).
+LOCAL = ["127.0.0.1"]
 
 
 def ask(server: OpenAIServer, **kwargs) -> str:
-    return chat(base_url=server.base_url, api_key="sk-test", model="echo-1", messages=USER, **kwargs)
+    return chat(
+        base_url=server.base_url, api_key="sk-test", model="echo-1", messages=USER, allowed_hosts=LOCAL, **kwargs
+    )
 
 
 # --- chat --------------------------------------------------------------------------------------------------------
@@ -58,7 +62,14 @@ def test_a_closed_port_is_refused():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(EndpointError) as caught:
-        chat(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m", messages=USER, timeout=2)
+        chat(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="k",
+            model="m",
+            messages=USER,
+            timeout=2,
+            allowed_hosts=LOCAL,
+        )
     assert caught.value.message == f"The endpoint at http://127.0.0.1:{port}/v1 refused the connection (is it running?)"
 
 
@@ -72,7 +83,9 @@ def test_a_wrong_key_is_reported_as_such():
     with OpenAIServer(api_key="sk-right") as server:
         with pytest.raises(EndpointError, match="answered 401: check the API key"):
             ask(server)
-        assert chat(base_url=server.base_url, api_key="sk-right", model="m", messages=USER).startswith("You said")
+        assert chat(
+            base_url=server.base_url, api_key="sk-right", model="m", messages=USER, allowed_hosts=LOCAL
+        ).startswith("You said")
 
 
 def test_an_answer_that_is_not_a_chat_completion_is_reported():
@@ -85,7 +98,7 @@ def test_an_answer_that_is_not_a_chat_completion_is_reported():
 
 def test_an_address_without_http_is_refused_before_sending():
     with pytest.raises(EndpointError, match="must start with http:// or https://"):
-        chat(base_url="file:///etc/passwd", api_key="", model="m", messages=USER)
+        chat(base_url="file:///etc/passwd", api_key="", model="m", messages=USER, allowed_hosts=LOCAL)
 
 
 # --- predictions -------------------------------------------------------------------------------------------------
@@ -101,6 +114,7 @@ def test_endpoint_predict_sft_keeps_the_order_and_reports_progress(echo_server):
         task="sft",
         inputs=inputs,
         on_progress=lambda done, total: progress.append((done, total)),
+        allowed_hosts=LOCAL,
     )
     assert answers == [f"You said: Ticket {i}" for i in range(7)]
     assert [done for done, _ in progress] == list(range(1, 8)) and {total for _, total in progress} == {7}
@@ -114,7 +128,12 @@ def test_answers_that_finish_out_of_order_stay_with_their_inputs():
 
     with OpenAIServer(reply=reply) as server:
         answers = endpoint_predict(
-            base_url=server.base_url, api_key="k", model="m", task="sft", inputs=["first", "second", "third"]
+            base_url=server.base_url,
+            api_key="k",
+            model="m",
+            task="sft",
+            inputs=["first", "second", "third"],
+            allowed_hosts=LOCAL,
         )
     assert answers == ["FIRST", "SECOND", "THIRD"]
 
@@ -128,6 +147,7 @@ def test_endpoint_predict_classification_asks_for_a_label_and_maps_the_answer(ec
         task="classification",
         inputs=["My LOGIN fails", "Refund please", "The export is empty"],
         labels=labels,
+        allowed_hosts=LOCAL,
     )
     assert answers == ["login", "billing", "export"]  # the echo server picks the first label named, else the first
     system = echo_server.requests[0]["body"]["messages"][0]
@@ -159,13 +179,16 @@ def test_endpoint_predict_can_be_cancelled(echo_server):
             task="sft",
             inputs=["a", "b", "c"],
             should_cancel=lambda: True,
+            allowed_hosts=LOCAL,
         )
     assert echo_server.requests == []
 
 
 def test_endpoint_errors_stop_the_predictions():
     with OpenAIServer("unauthorized") as server, pytest.raises(EndpointError, match="check the API key"):
-        endpoint_predict(base_url=server.base_url, api_key="k", model="m", task="sft", inputs=["a", "b"])
+        endpoint_predict(
+            base_url=server.base_url, api_key="k", model="m", task="sft", inputs=["a", "b"], allowed_hosts=LOCAL
+        )
 
 
 # --- judge -------------------------------------------------------------------------------------------------------
@@ -178,7 +201,9 @@ ITEMS = [
 
 
 def test_judge_scores_each_item_from_1_to_5_with_a_reason(echo_server):
-    scores = judge(base_url=echo_server.base_url, api_key="k", model="echo-1", rubric="", items=ITEMS)
+    scores = judge(
+        base_url=echo_server.base_url, api_key="k", model="echo-1", rubric="", items=ITEMS, allowed_hosts=LOCAL
+    )
     assert [score for score, _ in scores] == [5, 1, 3]  # the echo judge scores word overlap with the reference
     assert all(isinstance(reason, str) and reason and "\n" not in reason for _, reason in scores)
     request = echo_server.requests[0]["body"]["messages"]
@@ -209,16 +234,16 @@ def test_judge_replies_are_parsed_tolerantly(reply, expected):
 def test_the_judge_is_asked_again_once_when_its_reply_has_no_score():
     replies = iter(["What a lovely reply!", json.dumps({"score": 3, "reason": "Partly right."})])
     with OpenAIServer(reply=lambda messages: next(replies)) as server:
-        assert judge(base_url=server.base_url, api_key="k", model="m", rubric="R", items=ITEMS[:1]) == [
-            (3, "Partly right.")
-        ]
+        assert judge(
+            base_url=server.base_url, api_key="k", model="m", rubric="R", items=ITEMS[:1], allowed_hosts=LOCAL
+        ) == [(3, "Partly right.")]
         retry = server.requests[1]["body"]["messages"]
         assert retry[-2] == {"role": "assistant", "content": "What a lovely reply!"}
         assert "JSON" in retry[-1]["content"]
 
     with OpenAIServer(reply=lambda messages: "No idea.") as server:
         with pytest.raises(EndpointError, match="gave no score from 1 to 5, also when asked again"):
-            judge(base_url=server.base_url, api_key="k", model="m", rubric="R", items=ITEMS[:1])
+            judge(base_url=server.base_url, api_key="k", model="m", rubric="R", items=ITEMS[:1], allowed_hosts=LOCAL)
         assert len(server.requests) == 2
 
 
