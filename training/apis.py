@@ -46,7 +46,17 @@ def _trained_or_404(model_id: int) -> TrainedModel:
 # --- output serializers ----------------------------------------------------------------------
 
 
+def _paths_shown(serializer: serializers.Serializer) -> bool:
+    """Server folders are shown only to people who may register base models (they give such paths themselves)."""
+    request = serializer.context.get("request")
+    return request is not None and request.user.has_perm(REGISTER_BASE_MODELS)
+
+
 class BaseModelOutput(serializers.ModelSerializer):
+    source = serializers.SerializerMethodField(
+        help_text="The folder on the workers; null for people who cannot register base models."
+    )
+
     class Meta:
         model = BaseModel
         fields = [
@@ -63,6 +73,9 @@ class BaseModelOutput(serializers.ModelSerializer):
             "licence_note",
             "created_at",
         ]
+
+    def get_source(self, model: BaseModel) -> str | None:
+        return model.source if _paths_shown(self) else None
 
 
 class AttemptOutput(serializers.ModelSerializer):
@@ -225,6 +238,13 @@ class TrainedModelOutput(serializers.ModelSerializer):
             "stage_changed_at",
         ]
 
+    def to_representation(self, trained: TrainedModel) -> dict:
+        data = super().to_representation(trained)
+        base = (data.get("card") or {}).get("base_model")
+        if isinstance(base, dict) and "source" in base and not _paths_shown(self):
+            data["card"] = {**data["card"], "base_model": {**base, "source": None}}
+        return data
+
 
 # --- input serializers -----------------------------------------------------------------------
 
@@ -308,8 +328,10 @@ class BaseModelListApi(generics.ListAPIView):
     @extend_schema(
         summary="Register a base model",
         description=_describe(
-            "Register a local folder (on the workers) or a hub id. Its configuration and weight headers are read "
-            "to check it and count its parameters; a missing or corrupt folder is refused with the reason.",
+            "Register a local folder (on the workers). Its configuration and weight headers are read to check it "
+            "and count its parameters. A folder that does not hold a readable model is refused with one answer, "
+            "whether or not it exists (the reason is in the server log), so the API tells nothing about the "
+            "server's folders. `source` is shown only to people who can register base models.",
             REGISTER_BASE_MODELS,
         ),
         request=BaseModelInput,
@@ -319,7 +341,7 @@ class BaseModelListApi(generics.ListAPIView):
         data = BaseModelInput(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.base_model_register(actor=request.user, **data.validated_data)
-        return Response(BaseModelOutput(model).data, status=status.HTTP_201_CREATED)
+        return Response(BaseModelOutput(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(
@@ -487,7 +509,7 @@ class TrainedModelDetailApi(APIView):
         responses={200: TrainedModelOutput, **_errors(401, 403, 404)},
     )
     def get(self, request, model_id: int):
-        return Response(TrainedModelOutput(_trained_or_404(model_id)).data)
+        return Response(TrainedModelOutput(_trained_or_404(model_id), context={"request": request}).data)
 
 
 class TrainedModelDownloadApi(APIView):
@@ -528,4 +550,4 @@ class TrainedModelMergeApi(APIView):
     )
     def post(self, request, model_id: int):
         trained = services.trained_model_merge_start(trained=_trained_or_404(model_id), actor=request.user)
-        return Response(TrainedModelOutput(trained).data, status=status.HTTP_202_ACCEPTED)
+        return Response(TrainedModelOutput(trained, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -50,8 +50,19 @@ def training_queues() -> list[str]:
 # ---------------------------------------------------------------------------------------------- base models
 
 
+BASE_MODEL_UNREADABLE = (
+    "No model can be read from “{source}”. Give a folder that every worker can read and that holds a Hugging Face "
+    "model: config.json, the weights (.safetensors) and the tokenizer files. An admin finds the exact reason in the "
+    "server log."
+)
+
+
 def base_model_register(*, name: str, source: str, actor, licence_note: str = "") -> BaseModel:
-    """Register a local folder or hub id as a base model, after reading its config (not its weights)."""
+    """Register a local folder as a base model, after reading its config (not its weights).
+
+    A folder that does not hold a readable model gets one answer whether or not it exists, so registering cannot be
+    used to find out which folders the server has; the precise reason goes to the server log.
+    """
     name = name.strip()
     source = source.strip()
     if not name:
@@ -60,8 +71,9 @@ def base_model_register(*, name: str, source: str, actor, licence_note: str = ""
         raise ValidationError({"name": f"A base model called “{name}” is already registered."})
     try:
         info = runner.inspect_model(source)
-    except runner.TrainingError as exc:
-        raise ValidationError({"source": str(exc)}) from None
+    except (runner.TrainingError, OSError, ValueError) as exc:
+        log.info("Base model %r not registered from %r: %s", name, source, exc)
+        raise ValidationError({"source": BASE_MODEL_UNREADABLE.format(source=source)}) from None
     model = BaseModel(name=name, licence_note=licence_note.strip(), created_by=actor, **_info_fields(info))
     model.full_clean()
     with transaction.atomic():

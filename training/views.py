@@ -419,6 +419,8 @@ def model_detail(request, model_id: int):
         "wall_time": duration_words(card.get("wall_time_seconds")),
         "can_download": request.user.has_perm(DOWNLOAD_MODELS),
         "can_view_datasets": request.user.has_perm(VIEW_DATASETS),
+        # Server folders only for those who register base models (they give such paths themselves).
+        "can_see_paths": request.user.has_perm(REGISTER_BASE_MODELS),
     }
     return render(request, "training/model_detail.html", context)
 

@@ -660,14 +660,32 @@ def test_register_a_base_model_from_a_folder(client, engineer, tiny_llama_path):
     assert "“tiny-llama” is registered" in response.content.decode()
 
 
-def test_a_missing_model_folder_is_explained_next_to_the_field(client, engineer, tmp_path):
+def test_a_folder_without_a_model_is_explained_next_to_the_field_the_same_whether_it_exists(client, engineer, tmp_path):
+    """One answer for a missing folder and an existing one, so the form tells nothing about the server's folders."""
     client.force_login(engineer)
-    html = client.post(
-        reverse("training:base_model_register"), {"name": "ghost", "source": str(tmp_path / "nowhere")}
-    ).content.decode()
-    field = re.search(r'id="field-source">(.*?)</div>', html, re.S).group(1)
-    assert "does not exist" in field
+    (tmp_path / "empty").mkdir()
+
+    def field_text(source):
+        html = client.post(reverse("training:base_model_register"), {"name": "ghost", "source": source}).content
+        field = re.search(r'id="field-source">(.*?)</div>', html.decode(), re.S).group(1)
+        return field.replace(source, "SOURCE")
+
+    missing, existing = field_text(str(tmp_path / "nowhere")), field_text(str(tmp_path / "empty"))
+    assert "No model can be read from “SOURCE”" in missing and "config.json" in missing
+    assert missing == existing
     assert not BaseModel.objects.exists()
+
+
+def test_server_folders_are_shown_only_to_people_who_register_base_models(client, site, manager, engineer):
+    trained = site["trained"]
+    client.force_login(manager)
+    for page in (reverse("training:base_model_list"), reverse("training:model_detail", args=[trained.pk])):
+        html = client.get(page).content.decode()
+        assert "tiny-llama" in html and "/models/tiny-llama" not in html, page
+    assert "Where it is" not in client.get(reverse("training:base_model_list")).content.decode()
+    client.force_login(engineer)
+    for page in (reverse("training:base_model_list"), reverse("training:model_detail", args=[trained.pk])):
+        assert "/models/tiny-llama" in client.get(page).content.decode(), page
 
 
 def test_export_a_merged_model_from_the_model_page(client, site, engineer):
