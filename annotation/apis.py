@@ -294,7 +294,11 @@ class AgreementSummaryOutput(serializers.Serializer):
 
 class OptionAgreementOutput(serializers.Serializer):
     option = serializers.CharField()
-    times_chosen = serializers.IntegerField()
+    times_chosen = serializers.IntegerField(
+        required=False,
+        help_text=f"Only for callers with `{VIEW_ANSWERS}`: with two annotators, the counts and one's own answers "
+        "tell the other's.",
+    )
     headline = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
     percent_agreement = serializers.FloatField(allow_null=True)
@@ -578,7 +582,8 @@ class ProjectAgreementApi(APIView):
         description=_describe(
             "Per field: Cohen's kappa (two annotators) or Fleiss' kappa, Krippendorff's alpha, weighted kappa for "
             "ratings, ROUGE-L similarity for free text, and per option of each choice field. The per-annotator "
-            f"figures (`annotators`, `per_annotator`) are only included for callers with `{VIEW_ANSWERS}`.",
+            "figures (`annotators`, `per_annotator`) and how often each option was chosen (`times_chosen`) are "
+            f"only included for callers with `{VIEW_ANSWERS}`.",
             VIEW_PROJECTS,
         ),
         responses={200: AgreementOutput, **_errors(401, 403, 404)},
@@ -591,6 +596,8 @@ class ProjectAgreementApi(APIView):
             agreement.pop("annotators", None)
             for field in agreement["fields"]:
                 field["summary"].pop("per_annotator", None)
+                for option in field["options"]:
+                    option.pop("times_chosen", None)
         return Response(AgreementOutput(agreement).data)
 
 

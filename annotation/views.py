@@ -263,8 +263,12 @@ def _figure(summary: dict, name: str) -> dict:
     return {"key": name, "name": FIGURE_NAMES[name], "value": value, "help": FIGURE_HELP[name]}
 
 
-def _agreement_view(agreement: dict) -> list[dict]:
-    """Per field: the headline figure with its name and band, the other figures that apply, and why one is missing."""
+def _agreement_view(agreement: dict, *, with_counts: bool) -> list[dict]:
+    """Per field: the headline figure with its name and band, the other figures that apply, and why one is missing.
+
+    ``with_counts``: how often each option was chosen, only for people who may read everyone's answers (with two
+    annotators, the counts and one's own answers tell the other's).
+    """
     fields = []
     for entry in agreement["fields"]:
         summary = entry["summary"]
@@ -294,7 +298,10 @@ def _agreement_view(agreement: dict) -> list[dict]:
                 "items": summary["items"],
                 "annotators": summary["annotators"],
                 "pairs": summary["pairs"],
-                "options": entry["options"],
+                "options": [
+                    option if with_counts else {k: v for k, v in option.items() if k != "times_chosen"}
+                    for option in entry["options"]
+                ],
                 "option_figure": FIGURE_NAMES.get(entry["options"][0]["headline"], "") if entry["options"] else "",
             }
         )
@@ -325,7 +332,7 @@ def project_detail(request, project_id: int):
         "version": project.version,
         "dataset": project.version.dataset,
         "progress": selectors.project_progress(project, user),
-        "agreement_fields": _agreement_view(agreement),
+        "agreement_fields": _agreement_view(agreement, with_counts=user.has_perm(VIEW_ANSWERS)),
         "annotators": agreement["annotators"] if user.has_perm(VIEW_ANSWERS) else [],
         "gold_examples": agreement["gold_examples"],
         "published": selectors.published_versions(project),

@@ -79,6 +79,28 @@ def _submit(client, assignment_id: int, answer: dict, **extra):
 # --- the whole flow --------------------------------------------------------------------------------------------------
 
 
+def test_how_often_each_option_was_chosen_is_hidden_from_annotators(people, project):
+    # With two annotators the counts and one's own answers told the other's: ann2 chose Technical twice, so
+    # "Billing: 2" said ann1 chose Billing both times.
+    a1, a2, rev = people["ann1"], people["ann2"], people["reviewer"]
+    pid = project["id"]
+    for client, team in ((a1, "Billing"), (a2, "Technical")):
+        while (reserved := _next(client, pid)).status_code == 200:
+            assert _submit(client, reserved.json()["id"], {"team": team}).status_code == 201
+    agreement = reverse("api-annotation-agreement", args=[pid])
+    seen_by_ann2 = a2.get(agreement)
+    assert seen_by_ann2.status_code == 200
+    options = seen_by_ann2.json()["fields"][0]["options"]
+    assert [option["option"] for option in options] == ["Billing", "Technical", "Records"]
+    assert all("times_chosen" not in option and "percent_agreement" in option for option in options)
+    seen_by_reviewer = rev.get(agreement).json()["fields"][0]["options"]
+    assert {option["option"]: option["times_chosen"] for option in seen_by_reviewer} == {
+        "Billing": 2,
+        "Technical": 2,
+        "Records": 0,
+    }
+
+
 def test_two_annotators_to_agreement_review_and_a_published_version(people, project, version):
     eng, a1, a2, rev, manager = (people[k] for k in ("engineer", "ann1", "ann2", "reviewer", "manager"))
     pid = project["id"]

@@ -566,6 +566,21 @@ def test_project_page_shows_agreement_and_answers_only_to_those_who_may_see_them
     assert 'id="annotator-table"' not in page and "Create new dataset version" not in page
 
 
+def test_how_often_each_option_was_chosen_is_shown_to_reviewers_but_not_to_annotators(
+    client, annotator, second, adjudicator, project
+):
+    # With two annotators, "Billing chosen 3 times" and one's own answers tell how the other answered.
+    _two_annotators_answer(client, project, annotator, second)
+    chosen = re.compile(r'<th scope="row" class="an-option-name">([^<]+)</th>\s*<td class="num">(\d+)</td>')
+    client.force_login(adjudicator)
+    page = client.get(url("project_detail", project.pk)).content.decode()
+    assert dict(chosen.findall(page)) == {"Billing": "3", "Technical": "3", html.escape(EVIL_LABEL): "0"}
+    client.force_login(second)
+    page = client.get(url("project_detail", project.pk)).content.decode()
+    assert 'class="an-option-name">Billing</th>' in page  # the per-option agreement stays
+    assert chosen.findall(page) == [] and ">Chosen<" not in page
+
+
 def test_reviewer_settles_a_disagreement_with_one_click_and_the_curator_publishes(
     client, annotator, second, adjudicator, curator, project
 ):
