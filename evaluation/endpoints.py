@@ -176,7 +176,7 @@ def check_url(base_url: str, *, allowed_hosts: Sequence[str]) -> Target:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise EndpointError(f"{where} cannot be found: check the host name in the address.") from None
+        found = []
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
     if not addresses:
         raise EndpointError(f"{where} cannot be found: check the host name in the address.")
@@ -349,8 +349,6 @@ def chat(
             raise EndpointError(f"{where} did not answer within {seconds}.", transient=True) from None
         if isinstance(reason, ConnectionRefusedError):
             raise EndpointError(f"{where} refused the connection (is it running?)", transient=True) from None
-        if isinstance(reason, socket.gaierror):
-            raise EndpointError(f"{where} cannot be found: check the host name in the address.") from None
         raise EndpointError(f"{where} cannot be reached ({reason}).", transient=True) from None
     except TimeoutError:  # the headers came, the body did not (or the read timed out)
         raise EndpointError(f"{where} did not answer within {seconds}.", transient=True) from None
