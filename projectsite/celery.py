@@ -3,11 +3,16 @@ import os
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
+from projectsite.database import forget_inherited_pools
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectsite.settings")
 
 app = Celery("projectsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Prefork children must not close the connections of the pool they inherit: they share the parent's sockets.
+os.register_at_fork(after_in_child=forget_inherited_pools)
 
 
 @worker_ready.connect

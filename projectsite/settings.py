@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "projectsite.database.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,6 +88,21 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
+    # One pool per process (web server, each worker process, beat): a request takes a connection and gives it
+    # back when it ends. Connections kept per thread (CONN_MAX_AGE) piled up under runserver, which starts a
+    # thread per request, until PostgreSQL refused every client. Django requires CONN_MAX_AGE=0 with a pool;
+    # DATABASE_CONN_MAX_AGE applies only with DATABASE_POOL=0. A request that waits DATABASE_POOL_TIMEOUT for
+    # a free connection gets a 503 (projectsite.database.DatabaseBusyMiddleware).
+    if env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0):
+        raise ImproperlyConfigured("DATABASE_CONN_MAX_AGE applies only with DATABASE_POOL=0; unset one of them.")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DATABASE_POOL_MAX", 8, minimum=1),
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache carries progress of long work and cancel requests between workers and pages.
