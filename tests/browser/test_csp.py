@@ -188,8 +188,9 @@ class Watch:
             self.problems.append(f"Policy violation: {text}")
 
     def _console(self, message) -> None:
-        if "Content Security Policy" in message.text:
-            self.problems.append(f"Console on {self.page.url}: {message.text}")
+        text = f"Console on {self.page.url}: {message.text}"
+        if "Content Security Policy" in message.text and text not in self.problems:
+            self.problems.append(text)
 
     def _dialog(self, dialog) -> None:
         self.problems.append(f"Unexpected dialog on {self.page.url}: {dialog.message}")
@@ -205,7 +206,8 @@ class Watch:
     def visit(self, url: str) -> int:
         """Open a page, let its scripts run (they fetch their data, draw, poll), and collect what the browser said."""
         response = self.page.goto(url)
-        self.page.wait_for_load_state("networkidle")
+        if response.status == 200:  # a refusal (403) has no script at work; its page is checked all the same
+            self.page.wait_for_load_state("networkidle")
         self.settle()
         return response.status
 
@@ -257,7 +259,11 @@ def test_every_page_runs_under_the_policy_for_every_role(
                 status = watch.visit(url)
                 if status == 200:
                     seen.setdefault(role, []).append(url)
-                    _scripts_did_their_work(watch.page, url)
+                    try:
+                        _scripts_did_their_work(watch.page, url)
+                    except AssertionError as error:
+                        watch.settle()
+                        raise AssertionError(f"{role} on {url}: {error}\nReported: {watch.problems}") from None
             if role == "annotator":
                 # The labeling page's script at work: reserve an example, rate it with a key, and it saves itself.
                 watch.visit(next(url for url in urls if url.endswith("/label/")))

@@ -99,9 +99,11 @@ def test_engineer_launches_watches_cancels_and_downloads(
     seen = _points(page)
     page.evaluate("window.sameDocument = true")
     # One expression reads both, so the reload at the end of the job cannot fall between the two checks; the
-    # chart must grow by a poll of this same page, not by reloading it.
+    # chart must grow by a poll of this same page, not by reloading it. (A function, not an expression: Playwright
+    # evaluates an expression with eval, which the page's Content-Security-Policy refuses.)
     page.wait_for_function(
-        f"window.sameDocument === true && Number(document.getElementById('loss-chart').dataset.points) > {seen}",
+        "(seen) => window.sameDocument === true && Number(document.getElementById('loss-chart').dataset.points) > seen",
+        arg=seen,
         timeout=30_000,
     )
     expect(page.locator("#job-progress")).to_contain_text(re.compile(rf"step \d+ of {MAX_STEPS}"))
