@@ -85,8 +85,27 @@ LOCATION = "LOCATION"
 DATE_TIME = "DATE_TIME"
 ORGANIZATION = "ORGANIZATION"
 NRP = "NRP"
+# Beyond the US and beyond names and numbers of the first version: HIPAA Safe Harbor's other identifiers and
+# what a GDPR data officer sees every day. Where Presidio has a recognizer for a type, the type has its name.
+STREET_ADDRESS = "STREET_ADDRESS"  # outside the US: "Váci utca 47, 1056 Budapest"
+DATE = "DATE"  # any day of any month, with or without its year (written or numeric), not only birth dates
+IBAN_CODE = "IBAN_CODE"
+IP_ADDRESS = "IP_ADDRESS"
+URL = "URL"
+MAC_ADDRESS = "MAC_ADDRESS"
+US_DRIVER_LICENSE = "US_DRIVER_LICENSE"
+US_PASSPORT = "US_PASSPORT"
+US_BANK_NUMBER = "US_BANK_NUMBER"
+US_ITIN = "US_ITIN"
+MEDICAL_LICENSE = "MEDICAL_LICENSE"
+UK_NHS = "UK_NHS"
+NATIONAL_ID = "NATIONAL_ID"  # the EU national IDs Presidio knows (PESEL, personnummer, NIF/NIE, codice fiscale...)
 
-DEFAULT_ENTITIES: tuple[str, ...] = (
+# Profiles: which types a run looks for. "healthcare" is HIPAA Safe Harbor's 18 identifiers as far as text
+# allows (names; places smaller than a state as street addresses; dates but the year; phone, fax, e-mail;
+# SSN, MRN, health-plan and account numbers; licence numbers; device IDs; URLs; IP addresses), "gdpr" adds
+# the national IDs of EU countries. Photos, biometrics and vehicle plates are not in text we can parse.
+HEALTHCARE_ENTITIES: tuple[str, ...] = (
     PERSON,
     EMAIL_ADDRESS,
     PHONE_NUMBER,
@@ -97,9 +116,34 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     INSURANCE_ID,
     DATE_OF_BIRTH,
     US_ADDRESS,
+    STREET_ADDRESS,
+    DATE,
+    IBAN_CODE,
+    IP_ADDRESS,
+    URL,
+    MAC_ADDRESS,
+    US_DRIVER_LICENSE,
+    US_PASSPORT,
+    US_BANK_NUMBER,
+    US_ITIN,
+    MEDICAL_LICENSE,
+    UK_NHS,
 )
+GDPR_ENTITIES: tuple[str, ...] = HEALTHCARE_ENTITIES + (NATIONAL_ID,)
+# The default list before the profiles: US names and numbers, birth dates only, no IPs or URLs.
+US_CORE_ENTITIES: tuple[str, ...] = HEALTHCARE_ENTITIES[:10]
+PROFILES: Mapping[str, tuple[str, ...]] = {"healthcare": HEALTHCARE_ENTITIES, "gdpr": GDPR_ENTITIES}
+DEFAULT_PROFILE = "healthcare"
+DEFAULT_ENTITIES: tuple[str, ...] = PROFILES[DEFAULT_PROFILE]
 NER_ENTITIES: tuple[str, ...] = (PERSON, LOCATION, DATE_TIME, ORGANIZATION, NRP)
-ENTITY_TYPES: tuple[str, ...] = DEFAULT_ENTITIES + (LOCATION, DATE_TIME, ORGANIZATION, NRP)
+ENTITY_TYPES: tuple[str, ...] = GDPR_ENTITIES + (LOCATION, DATE_TIME, ORGANIZATION, NRP)
+
+
+def profile_of(entities: Iterable[str]) -> str:
+    """The profile whose types these are ("healthcare", "gdpr"), or "custom"."""
+    chosen = set(entities)
+    return next((name for name, types in PROFILES.items() if set(types) == chosen), "custom")
+
 
 OPERATORS = ("tag", "mask", "hash", "pseudonym")
 
@@ -107,6 +151,11 @@ OPERATORS = ("tag", "mask", "hash", "pseudonym")
 # 0.85 and more; weak shapes (a bare 9- or 10-digit number) score below and need a context word nearby.
 DEFAULT_THRESHOLDS: Mapping[str, float] = {
     US_SSN: 0.4,  # Presidio scores "SSN 123456789" 0.05 + 0.35 context boost
+    # Presidio's weak shapes for these score 0.05 to 0.3 and reach 0.4 with their context words ("account",
+    # "passport", "driver"): at 0.4 they count then and only then.
+    US_BANK_NUMBER: 0.4,
+    US_PASSPORT: 0.4,
+    US_ITIN: 0.4,
 }
 DEFAULT_THRESHOLD = 0.5
 
@@ -271,11 +320,23 @@ _IGNORE_CASE = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _OFFLINE_TLD = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
 
 
+# "name@2x.png" is an image, not an address; file extensions never end an e-mail domain here.
+_FILE_SUFFIXES = frozenset(
+    _words("png jpg jpeg gif svg webp bmp ico pdf txt csv json xml yaml yml html htm js ts css py rb md log zip gz tar")
+)
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's email recognizer, checking the domain against the bundled suffix list only."""
+    """Presidio's email recognizer, checking the domain against the bundled suffix list only, and also
+    accepting domains that are not public suffixes: an intranet's "@hospital.local", "@acme.internal",
+    ".lan", ".corp", ".example" addresses belong to people as much as "@gmail.com" ones do."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return _OFFLINE_TLD(pattern_text).fqdn != ""
+        if _OFFLINE_TLD(pattern_text).fqdn != "":
+            return True
+        labels = pattern_text.rpartition("@")[2].split(".")
+        last = labels[-1].casefold()
+        return len(labels) >= 2 and last.isalpha() and 2 <= len(last) <= 24 and last not in _FILE_SUFFIXES
 
 
 class UsPhoneRecognizer(PatternRecognizer):
@@ -351,7 +412,15 @@ def _after(lead: str, value: str, repeat: str, starts: str) -> str:
 
 
 class MedicalRecordNumberRecognizer(PatternRecognizer):
-    """MRN-1234567, MRN: 00123456, medical record number 1234567, chart #E1234567."""
+    """MRN-1234567, MRN: 00123456, medical record number 1234567, chart #E1234567, and the words clinics
+    and CRM notes use without "MRN": "for record 3319027", "Chart 7730012", "hospital no. 09-118273",
+    "patient ID P-0098813", "lab results for patient 8834120" (6 digits or more after a bare "patient")."""
+
+    _LEAD_MORE = (
+        r"(?:(?:for\s+|medical\s+)?records?|charts?|(?:hospital|unit|case\s+note)\s*(?:numbers?|no\.?|\#|ids?)"
+        r"|(?:patient|pt\.?)\s*(?:ids?|numbers?|no\.?|nr\.?|\#)|pat\.?-?nr\.?|patient\s+file)"
+    )
+    _VALUE_MORE = r"(?:[A-Z]{1,3}-?)?\d{2,10}(?:-\d{1,8}){0,2}\b"
 
     _LEAD = (
         r"(?:MRNs?|MR\#|MR\s?No\.?|med(?:ical)?\.?\s+rec(?:ord)?s?\.?(?:\s+(?:numbers?|nums?|no\.?|\#|ids?))?"
@@ -362,9 +431,20 @@ class MedicalRecordNumberRecognizer(PatternRecognizer):
 
     def __init__(self):
         patterns = [
-            Pattern("MRN (after keyword)", _after(self._LEAD, self._VALUE, self._VALUE, r"[A-Z]{0,3}-?\d"), 0.9)
+            Pattern("MRN (after keyword)", _after(self._LEAD, self._VALUE, self._VALUE, r"[A-Z]{0,3}-?\d"), 0.9),
+            Pattern(
+                "MRN (after record, chart, patient ID)",
+                _after(self._LEAD_MORE, self._VALUE_MORE, self._VALUE_MORE, r"[A-Z]{0,3}-?\d"),
+                0.85,
+            ),
+            Pattern("MRN (after patient)", r"\b(?=\d)(?<=\bpatients?\s+)\d{6,10}\b", 0.85),
         ]
         super().__init__(supported_entity=MEDICAL_RECORD_NUMBER, patterns=patterns, global_regex_flags=_IGNORE_CASE)
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        digits = sum(ch.isdigit() for ch in pattern_text)
+        letters = any(ch.isalpha() for ch in pattern_text)
+        return digits < (4 if letters else 5)  # "record 12", "chart 2024" are not record numbers
 
 
 def _npi_valid(value: str) -> bool:
@@ -605,7 +685,10 @@ class PersonContextRecognizer(PatternRecognizer):
         not_org = rf"(?!\s+(?i:{'|'.join(sorted(_ORG_WORDS))})\b)"
         name2 = rf"{word}(?:\s+{particle}{word}){{1,2}}{not_org}"
         name12 = rf"{word}(?:\s+{particle}{word}){{0,2}}{not_org}"
-        title = r"(?i:dr|mr|mrs|ms|mx|miss|prof|professor|doctor|nurse|rn|np|pa|sr|sra|srta|dra)\.?"
+        title = (
+            r"(?i:dr|mr|mrs|ms|mx|miss|prof|professor|doctor|nurse|rn|np|pa|sr|sra|srta|dra|mme|mlle|frau|herr|"
+            r"sig|sig\.ra|signora|signor|señor|señora|doña)\.?"
+        )
         greeting = r"(?:Hi|Hello|Hey|Dear|Thanks|Thank\s+you|Morning|Good\s+(?:morning|afternoon|evening))"
         signoff = r"(?:Regards|Best(?:\s+regards)?|Kind\s+regards|Warm\s+regards|Sincerely|Cheers|Thanks|Thank\s+you)"
         intro = (
@@ -795,6 +878,645 @@ class SqlValuesRecognizer(EntityRecognizer):
                                 },
                             )
                         )
+        return results
+
+
+# --- beyond the US: phones of every region, cards of every network, names, addresses, bank and net IDs -------
+
+_PHONE_CONTEXT = _words(
+    """
+    phone ph tel tlf telephone telefon telefoon telefone teléfono téléphone telefonszám puhelin puh mobile mobil
+    móvil mob cell gsm handy portable cellulare celular whatsapp sms text call ring rang dial fax contact reach
+    number nummer numero número numer hotline switchboard landline direct line ext callback voicemail
+    """
+)
+# Words right before a number that make it something else than a phone number.
+_NOT_PHONE_LEAD = regex.compile(
+    r"(?i:\b(?:invoice|inv|order|ticket|case|ref|reference|build|version|release|v|article|kb|account|acct|iban|"
+    r"card|mrn|mr|record|records|chart|member|policy|claim|npi|ssn|social|zip|postcode|port|error|err|id|pin|"
+    r"transaction|tracking|licen[cs]e|serial|sku|item|patient|pt|hospital|amount|total|eur|usd|gbp|isbn|cpr|"
+    r"personnummer|pesel|receipt|statement|batch|lot)\b[\s:#.=\-]*(?:no\.?|nr\.?|number|\#)?[\s:#=\-]*$)"
+)
+_PHONE_CANDIDATE = regex.compile(
+    r"(?<![\w@/#.+,:-])(?:(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,10}"
+    r"(?:(?:[ .-]|/|\s-\s)\d{1,10}){0,6}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?(?![\w-]|[.,]\d)",
+    regex.IGNORECASE,
+)
+_NANP_SHAPE = regex.compile(r"^(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?:\s?(?:x|ext\.?)\s?\d+)?$", regex.I)
+_DATE_SHAPE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\.?$|^\d{1,2}\.\d{1,2}\.$")
+_IP_SHAPE = regex.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
+@functools.lru_cache(maxsize=1)
+def _phone_regions() -> dict[int, list[tuple[str, str, Any]]]:
+    """National number length -> (region, trunk prefix, general number pattern) of every region phonenumbers
+    knows where a national number can have that length."""
+    import phonenumbers
+
+    table: dict[int, list[tuple[str, str, Any]]] = {}
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        general = metadata.general_desc
+        if not general or not general.national_number_pattern:
+            continue
+        pattern = regex.compile(general.national_number_pattern)
+        for length in general.possible_length or ():
+            table.setdefault(length, []).append((region, metadata.national_prefix or "", pattern))
+    return table
+
+
+def phone_region(candidate: str) -> tuple[str, bool] | None:
+    """A region in which `candidate`, written without a country code, is a valid phone number, and whether
+    it starts with that region's trunk prefix ("0", "8", "06"); None when it is valid nowhere.
+
+    A cheap test against each region's general pattern picks the few regions worth the full check; regions
+    where the number starts with the trunk prefix are tried first.
+    """
+    import phonenumbers
+
+    digits = "".join(ch for ch in candidate if ch.isdigit())
+    table = _phone_regions()
+    trunk = [
+        region
+        for cut in range(1, 3)
+        for region, prefix, pattern in table.get(len(digits) - cut, ())
+        if len(prefix) == cut and digits.startswith(prefix) and pattern.fullmatch(digits[cut:])
+    ]
+    plain = [region for region, _, pattern in table.get(len(digits), ()) if pattern.fullmatch(digits)]
+    for tried, region in enumerate(dict.fromkeys(trunk + plain)):
+        if tried >= 4:
+            break
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)):
+                return region, region in trunk
+        except phonenumbers.NumberParseException:
+            pass
+    return None
+
+
+def _international_phone(candidate: str) -> tuple[bool, bool]:
+    """(valid, possible) for a number written with + or 00 and a country code; "(0)" is the trunk prefix."""
+    import phonenumbers
+
+    text = regex.sub(r"\(0\)", "", candidate.strip())
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return False, False
+    return phonenumbers.is_valid_number(number), phonenumbers.is_possible_number(number)
+
+
+def _phone_words_near(text: str, start: int, end: int) -> bool:
+    """The words WindowContextEnhancer looks at (6 before, 1 after) hold a phone word."""
+    words = _WORD.findall(text, max(0, start - 120), start)[-6:] + _WORD.findall(text, end, end + 60)[:1]
+    return any(keyword in word.lower() for word in words for keyword in _PHONE_CONTEXT)
+
+
+class WorldPhoneRecognizer(EntityRecognizer):
+    """Phone numbers of every region phonenumbers knows, in the shapes people type them.
+
+    A regex finds digit runs that could be phone numbers (cheap); only those are checked with phonenumbers:
+    with a country code ("+46 (0)8 ...", "0049 151 ...") the number must be valid for that country; without
+    one, valid in some region (almost any digit run is, so the shape and the words around it decide):
+    national numbers with a trunk prefix and separators ("06 12 34 56 78", "0216 418 22 90") count on their
+    own, other national shapes need a phone word nearby (Presidio's context boost) or a line of their own.
+    North American shapes are left to UsPhoneRecognizer.
+    """
+
+    def __init__(self):
+        super().__init__(supported_entities=[PHONE_NUMBER], name="WorldPhoneRecognizer", context=_PHONE_CONTEXT)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        results = []
+        for match in _PHONE_CANDIDATE.finditer(text):
+            candidate = match.group()
+            digits = sum(ch.isdigit() for ch in candidate)
+            if digits < 6 or digits > 15:
+                continue
+            score = self._score(text, match.start(), match.end(), candidate, digits)
+            if score:
+                results.append(
+                    RecognizerResult(
+                        PHONE_NUMBER,
+                        match.start(),
+                        match.end(),
+                        score,
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
+        return results
+
+    @staticmethod
+    def _score(text: str, start: int, end: int, candidate: str, digits: int) -> float:
+        if _NANP_SHAPE.match(candidate) and not candidate.startswith(("00", "+")):
+            return 0.0
+        if _DATE_SHAPE.match(candidate) or _IP_SHAPE.match(candidate):
+            return 0.0
+        if _NOT_PHONE_LEAD.search(text, max(0, start - 40), start):
+            return 0.0
+        if regex.search(r"[A-Z]{2}\d{2}\s?$", text[max(0, start - 6) : start]):
+            return 0.0  # the digits of an IBAN
+        if candidate.startswith(("+", "00")):
+            valid, possible = _international_phone(candidate)
+            return 0.75 if valid else 0.4 if possible else 0.0
+        separated = regex.search(r"[ .()/-]", candidate.split("x")[0].split("ext")[0]) is not None
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end == -1 else line_end
+        before = text[line_start:start].strip()
+        after = text[end:line_end].strip()
+        own_line = not after and (not before or len(before) <= 12 and before.endswith((":", "|", "-")))
+        may_pass = separated and (candidate[0] in "08" or own_line)
+        if not may_pass and not _phone_words_near(text, start, end):
+            return 0.0  # at most 0.4 without a phone word nearby: below any threshold, not worth the check
+        found = phone_region(candidate)
+        if found is None:
+            return 0.0
+        _, with_trunk = found
+        if separated and (with_trunk or own_line):
+            return 0.55
+        return 0.4 if separated else 0.3
+
+
+_CARD_PREFIX = regex.compile(r"^(?:2|3[0-9]|4|5|6|8[12]|9792)")
+
+
+class AnyCardRecognizer(PatternRecognizer):
+    """Card numbers of every network and length (12 to 19 digits) with a valid Luhn digit.
+
+    Visa 13/16/19, Mastercard, Amex, Discover, JCB 16-19, Diners 14, Maestro 12-19, UnionPay, Mir, RuPay,
+    Troy. 14 digits and more count on their own; 12 and 13 digits need a card word nearby.
+    """
+
+    CONTEXT = _words(
+        "card credit debit visa mastercard maestro amex discover jcb diners unionpay mir rupay troy pan cc "
+        "kártya karte carte tarjeta cartão kort kaart karta"
+    )
+
+    def __init__(self):
+        patterns = [
+            Pattern("Card (14-19 digits)", r"(?<![\d-])(?:\d[ -]?){13,18}\d(?![\d-]|[.,]\d)", 0.6),
+            Pattern("Card (12-13 digits, needs context)", r"(?<![\d-])(?:\d[ -]?){11,12}\d(?![\d-]|[.,]\d)", 0.3),
+        ]
+        super().__init__(
+            supported_entity=CREDIT_CARD, patterns=patterns, context=self.CONTEXT, name="AnyCardRecognizer"
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = "".join(ch for ch in pattern_text if ch.isdigit())
+        groups = regex.split(r"[ -]", pattern_text)
+        if len(groups) > 1 and (len(set(regex.findall(r"[ -]", pattern_text))) > 1 or min(map(len, groups[:-1])) < 3):
+            return False  # "12 34-56 78": not how a card is written
+        if not _CARD_PREFIX.match(digits) or len(set(digits)) < 3:
+            return False
+        total = 0
+        for index, char in enumerate(reversed(digits)):
+            digit = int(char)
+            if index % 2:
+                digit = digit * 2 - 9 if digit > 4 else digit * 2
+            total += digit
+        return None if total % 10 == 0 else False
+
+
+class PrefilteredRecognizer(EntityRecognizer):
+    """Runs a Presidio recognizer only on texts where a cheap regex says it could find something."""
+
+    def __init__(self, inner: EntityRecognizer, prefilter: str, entity_type: str | None = None):
+        self.inner = inner
+        self.prefilter = regex.compile(prefilter)
+        self.entity_type = entity_type
+        super().__init__(
+            supported_entities=[entity_type] if entity_type else list(inner.supported_entities),
+            name=inner.name,
+            context=list(getattr(inner, "context", None) or []),
+        )
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if not self.prefilter.search(text):
+            return []
+        results = self.inner.analyze(text, self.inner.supported_entities, nlp_artifacts)
+        for result in results:
+            if self.entity_type:
+                result.entity_type = self.entity_type
+            result.recognition_metadata = {
+                **(result.recognition_metadata or {}),
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            }
+        return results
+
+
+_DATE_WORD = r"(?-i:[A-Z][a-z]{2,8}|[A-Z]{3,9})"  # "March", "Mar", "MARCH": months are written with a capital
+
+
+class AnyDateRecognizer(PatternRecognizer):
+    """Dates tied to nobody in particular are still dates: HIPAA Safe Harbor removes all of them but the year.
+
+    Numeric dates in every order and separator (03/11/1951, 11.03.2025, 2025-02-11), written ones with or
+    without a year ("14 April", "June 3, 2025", "Tuesday 14 October"). Version numbers are not dates.
+    """
+
+    def __init__(self):
+        day = r"(?:0?[1-9]|[12]\d|3[01])"
+        month = r"(?:0?[1-9]|1[0-2])"
+        year = r"(?:19\d{2}|20\d{2})"
+        written = rf"(?i:{_MONTH})"
+        patterns = [
+            Pattern(
+                "dd.mm.yyyy / mm/dd/yyyy", rf"\b(?:{day}|{month})([./-])(?:{day}|{month})\1(?:{year}|\d{{2}})\b", 0.6
+            ),
+            Pattern("yyyy-mm-dd", rf"\b{year}([./-]){month}\1{day}\b", 0.65),
+            Pattern("dd. mm. yyyy", rf"\b{day}\.\s{month}\.\s{year}\b", 0.6),
+            Pattern(
+                "dd Month yyyy", rf"\b{day}(?:st|nd|rd|th|\.)?\s+(?:of\s+)?(?={_DATE_WORD}){written},?\s+{year}\b", 0.7
+            ),
+            Pattern("Month dd, yyyy", rf"\b(?={_DATE_WORD}){written}\s+{day}(?:st|nd|rd|th)?,?\s+{year}\b", 0.7),
+            Pattern("dd Month", rf"\b{day}(?:st|nd|rd|th|\.)?\s+(?:of\s+)?(?={_DATE_WORD}){written}(?![\w.])", 0.55),
+            Pattern("Month dd", rf"\b(?={_DATE_WORD}){written}\s+{day}(?:st|nd|rd|th)?\b(?!\s*(?:[:.]\d|%|\w))", 0.5),
+            Pattern("dd-MMM-yyyy", rf"\b{day}-(?={_DATE_WORD}){written}-(?:{year}|\d{{2}})\b", 0.6),
+        ]
+        super().__init__(
+            supported_entity=DATE,
+            patterns=patterns,  # no context boost: a birth date stays DATE_OF_BIRTH (0.9), which wins overlaps
+            global_regex_flags=_CASE_SENSITIVE,
+            name="AnyDateRecognizer",
+        )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        # a date inside a version or a longer dotted number ("v1.2.23", "1.2.25.4") is not a date
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        kept = []
+        for result in results:
+            before = text[max(0, result.start - 2) : result.start]
+            after = text[result.end : result.end + 2]
+            if regex.search(r"(?:[vV]|\d\.|\w-)$", before) or regex.match(r"^\.\d|^-\w", after):
+                continue
+            lead = text[max(0, result.start - 12) : result.start].casefold()
+            if regex.search(r"(?:version|release|build|ver\.?|rev\.?)\s*$", lead):
+                continue
+            kept.append(result)
+        return kept
+
+
+# Common English words that are also first or last names somewhere ("Will", "Hope", "Street", "Doctor"):
+# never a name on the gazetteer's word alone.
+_COMMON_NAME_WORDS = frozenset(
+    _words(
+        """
+    will hope grace rose mark may june april august bill art frank long young white black brown green gray grey
+    king price bell hill wood page case field cook baker street house doctor guy pat bob gene rich joy faith
+    summer winter autumn spring dawn ray don sue van bay lane park ward hall gate north south east west major
+    love sunny happy golden silver star moon rain storm river lake forest sky ocean sea stone rock iron steel
+    holiday christmas easter monday tuesday wednesday thursday friday saturday sunday january february march
+    july september october november december sales ops office team staff clinic care home city town bank
+    chase post mail law lord pope bishop church temple best good well fine hand foot head young old new
+    english french german dutch polish welsh scott irish india china japan paris london berlin florence austin
+    jordan georgia virginia victoria sydney chelsea lincoln madison savannah aurora dallas houston phoenix
+    denver orlando memphis carolina dakota montana nevada asia africa america europe
+    epic cerner oracle apple amazon google microsoft teams zoom slack github jira excel word python java
+    hello thanks cheers regards dear sir madam mister miss team admin user guest test demo root null none
+    """
+    )
+)
+
+
+@functools.lru_cache(maxsize=1)
+def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(first names, last names) from the person providers of every Faker locale (Latin script, casefolded),
+    without common English words. Tens of thousands of names from 80-odd locales: Hungarian, Finnish,
+    Estonian, Turkish, Japanese (romanised), Nigerian, Indian, Irish... spaCy's small English model misses
+    many of them, and support text is full of them."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as person_providers
+    from faker.providers.lorem.en_US import Provider as Lorem
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    common = (
+        _COMMON_NAME_WORDS
+        | {word.casefold() for word in Lorem.word_list}
+        | set(STOP_WORDS)
+        | _NOT_NAME_WORDS
+        | _ORG_WORDS
+        | _TITLES
+        | {word.casefold() for word in _SUFFIXES_ALL}
+    )
+    firsts: set[str] = set()
+    lasts: set[str] = set()
+
+    def names(provider, attribute: str) -> list[str]:
+        for klass in provider.__mro__:
+            if attribute in klass.__dict__:
+                value = klass.__dict__[attribute]
+                return (
+                    [name for name in value if isinstance(name, str)] if isinstance(value, tuple | list | dict) else []
+                )
+        return []
+
+    for module in pkgutil.iter_modules(person_providers.__path__):
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{module.name}").Provider
+        except (ImportError, AttributeError):
+            continue
+        for attribute in ("first_names", "first_names_male", "first_names_female", "first_romanized_names"):
+            firsts.update(names(provider, attribute))
+        for attribute in ("last_names", "last_romanized_names"):
+            lasts.update(names(provider, attribute))
+
+    def clean(values: set[str]) -> frozenset[str]:
+        out = set()
+        for value in values:
+            for part in value.split():
+                folded = part.casefold()
+                if len(folded) >= 2 and regex.fullmatch(r"[\p{Latin}'’-]+", folded) and folded not in common:
+                    out.add(folded)
+        return frozenset(out)
+
+    return clean(firsts), clean(lasts)
+
+
+_NAME_WORD_RE = r"\p{Lu}[\p{Ll}\p{Lu}'’-]*\p{Ll}[\p{Ll}'’-]*|\p{Lu}{2,}(?:['’-]\p{Lu}+)*"
+_PARTICLES = r"(?:van|von|de|der|den|da|di|du|le|la|del|della|dos|das|ter|ten|bin|binti|al|el|mac|af)"
+_CAP_RUN = regex.compile(
+    rf"(?<![\w@.'’/-])(?:{_NAME_WORD_RE})(?:[ \t](?:{_PARTICLES}[ \t])*(?:{_NAME_WORD_RE})){{0,3}}(?![\w@'’-]|\.\w)"
+)
+_HANDLE = regex.compile(r"(?<![\w.])@?([a-z]{2,20})[._]([a-z]{2,24})(?=\s*:|\b(?![.@]\w))")
+_SPEAKER = regex.compile(
+    rf"^[ \t]*(?:\[[^\]\n]{{1,25}}\][ \t]*)?"
+    rf"((?:{_NAME_WORD_RE})(?:[ \t](?:{_PARTICLES}[ \t])*(?:{_NAME_WORD_RE})){{0,2}})[ \t]*:[ \t]",
+    regex.MULTILINE,
+)
+_LIST_SEP = regex.compile(r"^(?:,[ \t]*(?:and[ \t]+|&[ \t]*)?|[ \t]+(?:and|&|or)[ \t]+)$")
+
+
+class NameGazetteerRecognizer(EntityRecognizer):
+    """People's names found with a gazetteer of first and last names from Faker's locales, where the text
+    says a name stands: a first name followed by a capitalised word ("Réka Szabó"), a family name followed
+    by a first name ("Kovács Péter"), a first name alone mid-sentence ("ask Mikko"), the speaker of a chat
+    line ("Kristiina: ..."), user handles made of a name ("@marta.kowalczyk", "emre.yildiz:"), and every
+    item of a list where two or more items are names ("Tamm, Kask and Virtanen"). Common English words are
+    not in the gazetteer, so "Will" and "Hope" need other evidence (spaCy, a title, a greeting).
+    """
+
+    def __init__(self):
+        super().__init__(supported_entities=[PERSON], name="NameGazetteerRecognizer")
+
+    def load(self) -> None:
+        self.firsts, self.lasts = name_gazetteer()
+
+    def _result(self, start: int, end: int, score: float) -> RecognizerResult:
+        return RecognizerResult(
+            PERSON,
+            start,
+            end,
+            score,
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            },
+        )
+
+    def _kind(self, token: str) -> str:
+        folded = token.casefold()
+        if folded in _NOT_NAME_WORDS or folded in _ORG_WORDS or folded in _TITLES:
+            return "stop"
+        first, last = folded in self.firsts, folded in self.lasts
+        return "first" if first else "last" if last else "other"
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        results = []
+        runs = []  # (start, end, kinds) of capitalised runs, for the list rule
+        for match in _CAP_RUN.finditer(text):
+            tokens = list(regex.finditer(rf"{_NAME_WORD_RE}", match.group()))
+            kinds = [self._kind(token.group()) for token in tokens]
+            # cut the run at the first stop word; a stop word at its start drops it ("Dear", "Thanks")
+            while kinds and kinds[0] == "stop":
+                tokens.pop(0)
+                kinds.pop(0)
+            if "stop" in kinds:
+                cut = kinds.index("stop")
+                tokens, kinds = tokens[:cut], kinds[:cut]
+            if not tokens:
+                continue
+            start = match.start() + tokens[0].start()
+            end = match.start() + tokens[-1].end()
+            following = _NEXT_WORD.match(text, end)
+            if following and following.group(1).casefold() in _ORG_WORDS:
+                continue  # "Johnson Family Clinic"
+            runs.append((start, end, kinds))
+            named = [kind in ("first", "last") for kind in kinds]
+            if len(tokens) >= 2 and (kinds[0] == "first" or kinds[0] == "last" and kinds[1] == "first"):
+                results.append(self._result(start, end, 0.65))
+            elif len(tokens) >= 2 and sum(named) >= 2:
+                results.append(self._result(start, end, 0.6))
+            elif (
+                len(tokens) == 1
+                and kinds[0] == "first"
+                and tokens[0].group()[1:].islower()
+                and len(tokens[0].group()) >= 3
+                and not _at_sentence_start(text, start)
+            ):
+                results.append(self._result(start, end, 0.55))
+        # lists: "A, B and C" where at least two items carry a gazetteer name
+        index = 0
+        while index < len(runs):
+            group = [runs[index]]
+            while index + 1 < len(runs) and _LIST_SEP.match(text[group[-1][1] : runs[index + 1][0]]):
+                index += 1
+                group.append(runs[index])
+            if len(group) >= 2 and sum(any(k in ("first", "last") for k in kinds) for _, _, kinds in group) >= 2:
+                for start, end, kinds in group:
+                    if any(k in ("first", "last") for k in kinds):
+                        results.append(self._result(start, end, 0.6))
+            index += 1
+        for match in _SPEAKER.finditer(text):
+            words = match.group(1).split()
+            if any(self._kind(word) in ("first", "last") for word in words) and all(
+                self._kind(word) != "stop" for word in words
+            ):
+                results.append(self._result(match.start(1), match.end(1), 0.7))
+        for match in _HANDLE.finditer(text):
+            first, last = match.group(1), match.group(2)
+            if first in self.firsts and (last in self.lasts or last in self.firsts):
+                if text[match.end() : match.end() + 1] == "@" or text[match.start() - 1 : match.start()] == ".":
+                    continue  # an e-mail address, not a handle
+                results.append(self._result(match.start(1), match.end(2), 0.65))
+        return results
+
+
+# Street words of many countries, from the shapes Faker's address providers write (and the post offices use).
+_STREET_ENDINGS = _words(
+    """
+    straße strasse str. weg allee platz gasse ring damm ufer steig pfad chaussee markt
+    gatan vägen gränd torget stigen backen leden plan
+    gade vej vænget allé plads stræde have
+    veien vegen gata gate
+    katu tie kuja polku tori väylä rinne
+    straat laan gracht plein kade singel dreef dijk hof
+    utca út tér körút sor köz fasor
+    tänav maantee mnt puiestee
+    iela gatvė g. prospektas
+    sokak sokağı cadde caddesi bulvarı
+    ulice náměstí třída nábřeží námestie cesta
+    """
+)
+_STREET_PREFIXES = _words(
+    """
+    rue avenue av. boulevard bd blvd place chemin allée impasse quai cours route
+    via viale piazza corso largo vicolo piazzale strada
+    calle c/ avenida avda. paseo plaza camino carrer passeig rambla ronda travesía
+    rua travessa praça alameda estrada rodovia esplanada
+    ul. ulica al. aleja pl. plac os. osiedle
+    str. strada bulevardul calea aleea șoseaua
+    """
+)
+_POSTCODE_CITY = (
+    r"(?:(?:[A-Z]{1,2}-)?\d{5}(?:-\d{3})?|\d{4}(?:[ \t]?[A-Z]{2}(?![\p{L}]))?|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{6}"
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2})"
+    r"[ \t]+\p{Lu}[\p{L}'’-]*(?:\.[\p{L}'’-]+)*(?:[ \t-]+(?:\p{Lu}[\p{L}'’-]*|\d{1,2}|Ø|V|K|C|N|S)(?![\w]))?"
+    r"(?:[ \t]+\p{Lu}[\p{L}'’-]*)?"
+)
+_CITY_POSTCODE = r"\p{Lu}[\p{L}.'’-]+(?:[ \t]\p{Lu}[\p{L}.'’-]+)?[ \t]+(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2}|\d{4,6})"
+
+
+class StreetAddressRecognizer(PatternRecognizer):
+    """Street addresses outside the US: "Váci utca 47, 1056 Budapest", "Kungsgatan 12, 111 35 Stockholm",
+    "ul. Piotrkowska 104, 90-926 Łódź", "14 Rue des Lilas, 69003 Lyon", "Calle de Alcalá 120", "7 Glebe Street,
+    Edinburgh EH3 6BL". A street word of its country (a suffix like -gatan, -straße, -katu, utca, or a prefix
+    like rue, via, calle, ul.) and a house number make the street; postcode and city, when they follow,
+    belong to it."""
+
+    def __init__(self):
+        word = r"\p{Lu}[\p{L}'’.-]*"
+        small = r"(?:\p{Ll}{1,4}[ \t])"  # "de", "des", "di", "la", "am", "an der"
+        endings = _alternation(_STREET_ENDINGS)
+        prefixes = _alternation(_STREET_PREFIXES)
+        number = (
+            r"\d{1,4}(?:[ \t]?[A-Za-z](?![\p{L}]))?(?:[/-]\d{1,4}[A-Za-z]?)?"
+            r"(?:[ \t][A-Z](?:[ \t]\d{1,3})?(?![\p{L}\d]))?"  # Finnish "172 A 5"
+        )
+        suffixed = rf"(?:{word}[ \t-]){{0,3}}[\p{{L}}.]+(?<=(?i:{endings}))(?![\p{{L}}])[ \t]+{number}"
+        prefixed = rf"(?i:{prefixes})[ \t]+{small}{{0,2}}{word}(?:[ \t]{small}{{0,2}}{word}){{0,3}},?[ \t]+{number}"
+        number_first = rf"\d{{1,4}}[A-Za-z]?,?[ \t]+(?i:{prefixes})[ \t]+(?:{small}{{0,2}}{word}[ \t]?){{1,4}}"
+        english = rf"\d{{1,4}}[A-Za-z]?[ \t]+(?:{word}[ \t]){{1,3}}(?i:{_alternation(_SUFFIXES_COMMON)})\b\.?"
+        tail = rf"(?:,?[ \t]*\n?[ \t]*(?:{_POSTCODE_CITY}|{_CITY_POSTCODE}))?"
+        street = rf"(?<![\p{{L}}\d])(?:{suffixed}|{prefixed}|{number_first})"
+        patterns = [
+            Pattern("Street and number (postcode, city)", street + tail, 0.75),
+            Pattern("English street with city and postcode", rf"\b{english},?[ \t]*\n?[ \t]*{_CITY_POSTCODE}\b", 0.75),
+        ]
+        super().__init__(
+            supported_entity=STREET_ADDRESS,
+            patterns=patterns,
+            context=["address", "adresse", "dirección", "indirizzo", "endereço", "adres", "osoite", "cím"],
+            global_regex_flags=_CASE_SENSITIVE,
+            name="StreetAddressRecognizer",
+        )
+        self._cheap = regex.compile(
+            rf"(?i:(?:{endings})(?![\p{{L}}])[ \t]*\d|(?<![\p{{L}}])(?:{prefixes})[ \t]|\d[ \t]+\p{{Lu}}\w+[ \t]+\w+)"
+        )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        if not self._cheap.search(text):
+            return []
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+
+def _presidio_factories() -> dict[str, tuple]:
+    """Presidio's own recognizers for the types it knows and we had none for, each behind a cheap regex that
+    skips texts where it cannot find anything (its IPv6 and IBAN patterns are long)."""
+    from presidio_analyzer.predefined_recognizers import (
+        IbanRecognizer,
+        IpRecognizer,
+        MacAddressRecognizer,
+        MedicalLicenseRecognizer,
+        NhsRecognizer,
+        UrlRecognizer,
+        UsBankRecognizer,
+        UsItinRecognizer,
+        UsLicenseRecognizer,
+        UsPassportRecognizer,
+    )
+
+    return {
+        IBAN_CODE: (lambda: PrefilteredRecognizer(IbanRecognizer(), r"[A-Z]{2}\d{2}"),),
+        IP_ADDRESS: (lambda: PrefilteredRecognizer(IpRecognizer(), r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f:]*:"),),
+        URL: (lambda: PrefilteredRecognizer(UrlRecognizer(), r"(?i:https?://|www\.|\w\.[a-z]{2,}\b)"),),
+        MAC_ADDRESS: (lambda: PrefilteredRecognizer(MacAddressRecognizer(), r"[0-9A-Fa-f]{2}[:.-][0-9A-Fa-f]{2}"),),
+        US_DRIVER_LICENSE: (lambda: PrefilteredRecognizer(UsLicenseRecognizer(), r"\d"),),
+        US_PASSPORT: (lambda: PrefilteredRecognizer(UsPassportRecognizer(), r"\d{6}"),),
+        US_BANK_NUMBER: (lambda: PrefilteredRecognizer(UsBankRecognizer(), r"\d{8}"),),
+        US_ITIN: (lambda: PrefilteredRecognizer(UsItinRecognizer(), r"9\d\d"),),
+        MEDICAL_LICENSE: (lambda: PrefilteredRecognizer(MedicalLicenseRecognizer(), r"[A-Za-z]{2}\d{7}"),),
+        UK_NHS: (lambda: PrefilteredRecognizer(NhsRecognizer(), r"\d{3}"),),
+        NATIONAL_ID: (_national_ids,),
+    }
+
+
+def _national_ids() -> EntityRecognizer:
+    """The EU national ID recognizers Presidio ships (for their own languages), run on English text as one
+    NATIONAL_ID type."""
+    from presidio_analyzer.predefined_recognizers import (
+        EsNieRecognizer,
+        EsNifRecognizer,
+        FiPersonalIdentityCodeRecognizer,
+        ItFiscalCodeRecognizer,
+        ItIdentityCardRecognizer,
+        PlPeselRecognizer,
+        SePersonnummerRecognizer,
+    )
+
+    inner = [
+        klass(supported_language="en")
+        for klass in (
+            EsNieRecognizer,
+            EsNifRecognizer,
+            FiPersonalIdentityCodeRecognizer,
+            ItFiscalCodeRecognizer,
+            ItIdentityCardRecognizer,
+            PlPeselRecognizer,
+            SePersonnummerRecognizer,
+        )
+    ]
+    return NationalIdRecognizer(inner)
+
+
+class NationalIdRecognizer(EntityRecognizer):
+    """Several national ID recognizers reported as one NATIONAL_ID type."""
+
+    def __init__(self, inner: list[EntityRecognizer]):
+        self.inner = inner
+        context = sorted({word for recognizer in inner for word in (getattr(recognizer, "context", None) or [])})
+        super().__init__(supported_entities=[NATIONAL_ID], name="NationalIdRecognizer", context=context)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if not regex.search(r"\d{5}", text):
+            return []
+        results = []
+        for recognizer in self.inner:
+            for result in recognizer.analyze(text, recognizer.supported_entities, nlp_artifacts):
+                result.entity_type = NATIONAL_ID
+                result.recognition_metadata = {
+                    **(result.recognition_metadata or {}),
+                    RecognizerResult.RECOGNIZER_NAME_KEY: f"{self.name}:{recognizer.name}",
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                }
+                results.append(result)
         return results
 
 
@@ -1007,6 +1729,11 @@ def resolve_overlaps(findings: Iterable[Finding], text: str) -> list[Finding]:
 
 _CAPITALISED = regex.compile(r"(?<![\w'’-])[^\W\d_a-z][\w'’-]*")
 _NEXT_WORD = regex.compile(r"\s+(\w+)")
+# A capitalised word right after / before a name on the same line, with particles ("van der", "de la").
+_NAME_AFTER = regex.compile(
+    rf"[ \t]+(?:{_PARTICLES}[ \t]+)*(?P<word>\p{{Lu}}[\p{{Ll}}'’-]+(?:-\p{{Lu}}[\p{{Ll}}'’-]+)?)(?![\w@.'’-]|\.\w)"
+)
+_NAME_BEFORE = regex.compile(r"(?<![\w.'’-])(?P<word>\p{Lu}\p{Ll}+)[ \t]+$")
 _SENTENCE_END = regex.compile(r"(?:[.!?]\s+|\n\s*|^\s*)$")
 
 
@@ -1015,7 +1742,10 @@ def _at_sentence_start(text: str, position: int) -> bool:
 
 
 _TITLES = frozenset(
-    _words("dr mr mrs ms mx miss prof professor doctor nurse rn np pa md do jr sr ii iii iv phd dds sir madam")
+    _words(
+        "dr mr mrs ms mx miss prof professor doctor nurse rn np pa md do jr sr ii iii iv phd dds sir madam mme mlle "
+        "frau herr sig signora signor señor señora doña"
+    )
 )
 
 
@@ -1047,18 +1777,23 @@ class PiiEngine:
         if ner:
             recognizers.append(PersonNerRecognizer(supported_entities=ner))
         factories = {
-            PERSON: PersonContextRecognizer,
-            EMAIL_ADDRESS: OfflineEmailRecognizer,
-            PHONE_NUMBER: UsPhoneRecognizer,
-            US_SSN: SsnRecognizer,
-            CREDIT_CARD: CardRecognizer,
-            MEDICAL_RECORD_NUMBER: MedicalRecordNumberRecognizer,
-            NPI: NpiRecognizer,
-            INSURANCE_ID: InsuranceIdRecognizer,
-            DATE_OF_BIRTH: DateOfBirthRecognizer,
-            US_ADDRESS: UsAddressRecognizer,
+            PERSON: (PersonContextRecognizer, NameGazetteerRecognizer),
+            EMAIL_ADDRESS: (OfflineEmailRecognizer,),
+            PHONE_NUMBER: (UsPhoneRecognizer, WorldPhoneRecognizer),
+            US_SSN: (SsnRecognizer,),
+            CREDIT_CARD: (CardRecognizer, AnyCardRecognizer),
+            MEDICAL_RECORD_NUMBER: (MedicalRecordNumberRecognizer,),
+            NPI: (NpiRecognizer,),
+            INSURANCE_ID: (InsuranceIdRecognizer,),
+            DATE_OF_BIRTH: (DateOfBirthRecognizer,),
+            US_ADDRESS: (UsAddressRecognizer,),
+            STREET_ADDRESS: (StreetAddressRecognizer,),
+            DATE: (AnyDateRecognizer,),
+            **_presidio_factories(),
         }
-        recognizers += [factory() for name, factory in factories.items() if name in wanted]
+        for name, makers in factories.items():
+            if name in wanted:
+                recognizers += [make() for make in makers]
         sql_entities = sorted(wanted & set(_SQL_COLUMNS.values()))
         if sql_entities:
             recognizers.append(SqlValuesRecognizer(supported_entities=sql_entities))
@@ -1142,11 +1877,41 @@ class PiiEngine:
             allowed = [match.span() for match in self._allow.finditer(text)]
             if allowed:
                 findings = [f for f in findings if f.recognizer == "DenyList" or not self._is_allowed(f, text, allowed)]
+        if PERSON in config.entities:
+            findings = [self._whole_name(text, f) if f.entity_type == PERSON else f for f in findings]
         if config.propagate_names and PERSON in config.entities:
             findings += self._propagate_names(text, findings)
         if not findings:
             return []
         return resolve_overlaps(findings, text)
+
+    def _whole_name(self, text: str, finding: Finding) -> Finding:
+        """The whole name: a found first name takes the capitalised surname after it ("Salinas Thornbury",
+        "Anna van der Berg") and a gazetteer first name before it, so replacing it never leaves half."""
+        start, end = finding.start, finding.end
+        firsts, _ = name_gazetteer()
+        for _ in range(2):
+            following = _NAME_AFTER.match(text, end)
+            if not following or not self._could_be_name(following.group("word")):
+                break
+            after = _NEXT_WORD.match(text, following.end())
+            if after and after.group(1).casefold() in _ORG_WORDS:
+                break
+            end = following.end()
+        preceding = _NAME_BEFORE.search(text, max(0, start - 40), start)
+        if preceding and preceding.group("word").casefold() in firsts and self._could_be_name(preceding.group("word")):
+            start = preceding.start("word")
+        if (start, end) == (finding.start, finding.end):
+            return finding
+        return Finding(PERSON, start, end, finding.score, finding.recognizer, text[start:end])
+
+    def _could_be_name(self, word: str) -> bool:
+        folded = word.casefold().rstrip(".")
+        if folded in _NOT_NAME_WORDS or folded in _ORG_WORDS or folded in _TITLES or folded in _COMMON_NAME_WORDS:
+            return False
+        if folded in self.nlp.Defaults.stop_words or folded in _MONTH_NAMES:
+            return False
+        return self._allow is None or not self._allow.fullmatch(word)
 
     @staticmethod
     def _is_allowed(finding: Finding, text: str, allowed: list[tuple[int, int]]) -> bool:
