@@ -11,6 +11,7 @@ from accounts.models import ApiToken, AuditEvent
 from accounts.roles import ROLES, VIEW_AUDIT, role_names_of
 from accounts.services import api_token_create, api_token_revoke
 from accounts.signin import lockout_message, lockout_seconds
+from projectsite.pagination import NewestFirst
 from projectsite.permissions import HasPerm
 
 
@@ -209,4 +210,5 @@ class AuditEventListApi(generics.ListAPIView):
 
     permission_classes = [HasPerm.of(VIEW_AUDIT)]
     serializer_class = AuditEventOutput
+    pagination_class = NewestFirst  # the log only grows: cursor pages cost the same at any depth
     queryset = AuditEvent.objects.select_related("actor")

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -32,7 +31,7 @@ from annotation import selectors, services, services_label_studio
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from curation.apis import _choice_error, _dataset_or_404, _describe, _errors
 from curation.models import DatasetVersion
-from projectsite.api import NewestFirst
+from projectsite.pagination import CursorPagination, NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 
 
@@ -620,8 +619,6 @@ class ProjectTaskListApi(generics.ListAPIView):
     class pagination_class(CursorPagination):  # noqa: N801 (DRF attribute)
         ordering = ("position", "id")
         page_size = 100
-        page_size_query_param = "page_size"
-        max_page_size = 500
 
     def get_queryset(self):
         project = _project_or_404(self.request, self.kwargs["project_id"])
@@ -737,8 +734,6 @@ class AssignmentListApi(generics.ListAPIView):
     class pagination_class(CursorPagination):  # noqa: N801 (DRF attribute)
         ordering = ("-reserved_at", "-id")
         page_size = 50
-        page_size_query_param = "page_size"
-        max_page_size = 200
 
     def get_queryset(self):
         filters = AssignmentFilterInput(data=self.request.query_params)

@@ -22,7 +22,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -43,11 +42,11 @@ from curation.models import (
     Upload,
     UploadProblem,
 )
+from projectsite.pagination import CursorPagination
 from projectsite.permissions import HasPerm
 from projectsite.progress import progress_read
 
 MAPPING_ROLES = ("input", "target", "label", "group", "metadata")
-MAX_PAGE_SIZE = 500
 
 
 def _describe(text: str, perm: str | None) -> str:
@@ -66,9 +65,6 @@ class RowCursorPagination(CursorPagination):
 
     ordering = "row_index"
     page_size = selectors.PAGE_SIZE
-    page_size_query_param = "page_size"
-    page_size_query_description = f"Rows per page (default {selectors.PAGE_SIZE}, at most {MAX_PAGE_SIZE})."
-    max_page_size = MAX_PAGE_SIZE
 
 
 class ProblemCursorPagination(RowCursorPagination):

@@ -13,7 +13,6 @@ from django.db import IntegrityError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,9 +21,8 @@ from curation import pii, selectors, services_redaction
 from curation.apis import VersionOutput, _choice_error, _describe, _errors, _version_or_404
 from curation.forms_review import ENTITY_CHOICES, entity_label
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
+from projectsite.pagination import CursorPagination
 from projectsite.permissions import HasPerm
-
-MAX_PAGE_SIZE = 500
 
 
 class Conflict(exceptions.APIException):
@@ -56,9 +54,6 @@ def _finding_or_404(finding_id: int) -> Finding:
 class FindingCursorPagination(CursorPagination):
     ordering = "id"
     page_size = 100
-    page_size_query_param = "page_size"
-    page_size_query_description = f"Findings per page (default 100, at most {MAX_PAGE_SIZE})."
-    max_page_size = MAX_PAGE_SIZE
 
 
 # --- output serializers ----------------------------------------------------------------------

@@ -13,7 +13,6 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,7 +43,7 @@ from evaluation.models import (
     Prediction,
     UseCase,
 )
-from projectsite.api import NewestFirst
+from projectsite.pagination import CursorPagination, NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
 
@@ -483,7 +482,6 @@ class EvalRunRescoreApi(APIView):
 class KpiListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_KPIS, POST=IMPORT_KPIS)]
     serializer_class = KpiOutput
-    pagination_class = None
     queryset = Kpi.objects.all()
 
     @extend_schema(
@@ -666,7 +664,6 @@ class ComparisonApi(APIView):
 class UseCaseListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_USE_CASES, POST=MANAGE_USE_CASES)]
     serializer_class = UseCaseOutput
-    pagination_class = None
 
     def get_queryset(self):
         return selectors.use_case_list()
@@ -769,7 +766,6 @@ class RollbackApi(APIView):
 class EndpointListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_EVALUATIONS, POST=MANAGE_ENDPOINTS)]
     serializer_class = EndpointOutput
-    pagination_class = None
     queryset = ExternalEndpoint.objects.select_related("created_by")
 
     @extend_schema(
@@ -847,7 +843,6 @@ class PilotOutput(serializers.ModelSerializer):
 class PilotListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_KPIS, POST=IMPORT_KPIS)]
     serializer_class = PilotOutput
-    pagination_class = None
     queryset = Pilot.objects.all()
 
     @extend_schema(

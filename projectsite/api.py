@@ -2,7 +2,6 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
-from rest_framework.pagination import CursorPagination
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -38,12 +37,3 @@ def exception_handler(exc, context):
     else:
         response.data = {"error": " ".join(_messages(detail))}
     return response
-
-
-class NewestFirst(CursorPagination):
-    """Cursor pages of rows that have a ``created_at``, newest first (jobs, evaluations, models)."""
-
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200

@@ -224,6 +224,8 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True  # a day of failures: how long the next lo
 AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit log (auth.login)
 AXES_VERBOSE = False  # no banner on every manage.py command; failures and lock-outs are still logged
 
+# The most one API page returns: page_size / limit above it are lowered to it (projectsite/pagination.py).
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiTokenAuthentication",
@@ -232,7 +234,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "projectsite.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Lists: cursor pages for rows and growing lists, limit/offset for the rest (projectsite/pagination.py).
+    "DEFAULT_PAGINATION_CLASS": "projectsite.pagination.LimitOffset",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"token": env_str("API_TOKEN_RATE", "20/min")},

@@ -23,7 +23,7 @@ from accounts.roles import (
 )
 from curation.apis import _choice_error, _describe, _errors
 from curation.models import DatasetVersion
-from projectsite.api import NewestFirst
+from projectsite.pagination import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training import runner, selectors, services
 from training.models import BaseModel, JobAttempt, TrainedModel, TrainingJob
@@ -312,7 +312,6 @@ class JobFilterInput(serializers.Serializer):
 class BaseModelListApi(generics.ListAPIView):
     permission_classes = [HasPermPerMethod.of(GET=VIEW_BASE_MODELS, POST=REGISTER_BASE_MODELS)]
     serializer_class = BaseModelOutput
-    pagination_class = None
 
     def get_queryset(self):
         return selectors.base_model_list()

@@ -120,7 +120,7 @@ def test_register_a_base_model_checks_the_folder(api_client, engineer, tiny_llam
     made = client.post("/api/v1/base-models/", {"name": "tiny", "source": str(tiny_llama_path)}, format="json")
     assert made.status_code == 201
     assert made.json()["parameter_count"] > 0 and made.json()["task_types"] == ["sft"]
-    assert client.get("/api/v1/base-models/").json()[0]["name"] == "tiny"
+    assert client.get("/api/v1/base-models/").json()["results"][0]["name"] == "tiny"
 
 
 def test_queues_show_waiting_jobs_and_workers(api_client, engineer, tiny_base_model, approved_version):
