@@ -31,7 +31,8 @@ def _query_number(request, name: str, *, minimum: int, maximum: int, lower_to_ma
     if not raw:
         return None
     if raw.isascii() and raw.isdigit():
-        number = int(raw) if len(raw) <= 20 else maximum + 1  # longer is past any maximum; no giant int()
+        digits = raw.lstrip("0") or "0"
+        number = int(digits) if len(digits) <= 20 else maximum + 1  # longer is past any maximum; no giant int()
         if minimum <= number <= maximum:
             return number
         if number > maximum and lower_to_maximum:
