@@ -405,7 +405,7 @@ def _after(lead: str, value: str, repeat: str, starts: str) -> str:
     `starts` is a cheap look-ahead for the value's first characters: tested before the variable-length
     look-behind, it keeps that look-behind from running at every position of the text (20x faster).
     """
-    sep = r"""['"]?\s*(?:is|was|are|were|of|:|\#|-|=|no\.?)?\s*(?:\#\s*)?['"]?"""
+    sep = r"""\(?['"]?\s*(?:is|was|are|were|of|:|\#|-|=|no\.?)?\s*(?:\#\s*)?['"]?"""
     more = rf"(?:{repeat}\s*(?:,|/|&|\band\b|\bor\b)\s*){{0,3}}"
     # (?<![^\W_]): the lead may follow an underscore, so code like patient_mrn='...' counts
     return rf"\b(?={starts})(?<=(?<![^\W_]){lead}{sep}{more})(?:{value})"
@@ -898,11 +898,15 @@ _NOT_PHONE_LEAD = regex.compile(
     r"personnummer|pesel|receipt|statement|batch|lot)\b[\s:#.=\-]*(?:no\.?|nr\.?|number|\#)?[\s:#=\-]*$)"
 )
 _PHONE_CANDIDATE = regex.compile(
-    r"(?<![\w@/#.+,:-])(?:(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,10}"
+    r"(?<![\w@/#.+,:-])(?:(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?)?(?:8[ ]?(?=\())?"
+    r"(?:\(\d{1,4}(?:[ -]\d{1,5})?\)[ .-]?)?\d{1,10}"
     r"(?:(?:[ .-]|/|\s-\s)\d{1,10}){0,6}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?(?![\w-]|[.,]\d)",
     regex.IGNORECASE,
 )
-_NANP_SHAPE = regex.compile(r"^(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?:\s?(?:x|ext\.?)\s?\d+)?$", regex.I)
+_NANP_SHAPE = regex.compile(
+    r"^(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}([ .-]))\d{3}(?(1)\1|[ .-])\d{4}(?:\s?(?:x|ext\.?)\s?\d+)?$",
+    regex.I,
+)
 _DATE_SHAPE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\.?$|^\d{1,2}\.\d{1,2}\.$")
 _IP_SHAPE = regex.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
@@ -914,12 +918,21 @@ def _phone_regions() -> dict[int, list[tuple[str, str, Any]]]:
     import phonenumbers
 
     table: dict[int, list[tuple[str, str, Any]]] = {}
+    kinds = _words("fixed_line mobile toll_free premium_rate shared_cost personal_number voip pager uan voicemail")
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
         general = metadata.general_desc
         if not general or not general.national_number_pattern:
             continue
-        pattern = regex.compile(general.national_number_pattern)
+        # a number is valid when it matches one of its region's number-type patterns (is_valid_number's rule),
+        # so one alternation per region answers in a regex match instead of a parse
+        types = [getattr(metadata, kind, None) for kind in kinds]
+        valid = "|".join(
+            f"(?:{desc.national_number_pattern})" for desc in types if desc and desc.national_number_pattern
+        )
+        if not valid:
+            continue
+        pattern = regex.compile(valid)
         for length in general.possible_length or ():
             table.setdefault(length, []).append((region, metadata.national_prefix or "", pattern))
     return table
@@ -929,11 +942,8 @@ def phone_region(candidate: str) -> tuple[str, bool] | None:
     """A region in which `candidate`, written without a country code, is a valid phone number, and whether
     it starts with that region's trunk prefix ("0", "8", "06"); None when it is valid nowhere.
 
-    A cheap test against each region's general pattern picks the few regions worth the full check; regions
-    where the number starts with the trunk prefix are tried first.
+    Regions where the number starts with the trunk prefix come first.
     """
-    import phonenumbers
-
     digits = "".join(ch for ch in candidate if ch.isdigit())
     table = _phone_regions()
     trunk = [
@@ -942,16 +952,10 @@ def phone_region(candidate: str) -> tuple[str, bool] | None:
         for region, prefix, pattern in table.get(len(digits) - cut, ())
         if len(prefix) == cut and digits.startswith(prefix) and pattern.fullmatch(digits[cut:])
     ]
-    plain = [region for region, _, pattern in table.get(len(digits), ()) if pattern.fullmatch(digits)]
-    for tried, region in enumerate(dict.fromkeys(trunk + plain)):
-        if tried >= 4:
-            break
-        try:
-            if phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)):
-                return region, region in trunk
-        except phonenumbers.NumberParseException:
-            pass
-    return None
+    if trunk:
+        return trunk[0], True
+    plain = next((region for region, _, pattern in table.get(len(digits), ()) if pattern.fullmatch(digits)), None)
+    return (plain, False) if plain else None
 
 
 def _international_phone(candidate: str) -> tuple[bool, bool]:
@@ -966,6 +970,21 @@ def _international_phone(candidate: str) -> tuple[bool, bool]:
     except phonenumbers.NumberParseException:
         return False, False
     return phonenumbers.is_valid_number(number), phonenumbers.is_possible_number(number)
+
+
+def _grouped_like(candidate: str, region: str) -> bool:
+    """The digits are grouped the way `region` writes its numbers ("612 34 56 78" in Spain): people copy a
+    phone number in its national layout, while other numbers seldom fall into it by chance."""
+    import phonenumbers
+
+    try:
+        national = phonenumbers.format_number(
+            phonenumbers.parse(candidate, region), phonenumbers.PhoneNumberFormat.NATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        return False
+    groups = [len(group) for group in regex.findall(r"\d+", candidate)]
+    return len(groups) > 1 and groups == [len(group) for group in regex.findall(r"\d+", national)]
 
 
 def _phone_words_near(text: str, start: int, end: int) -> bool:
@@ -1034,16 +1053,25 @@ class WorldPhoneRecognizer(EntityRecognizer):
         before = text[line_start:start].strip()
         after = text[end:line_end].strip()
         own_line = not after and (not before or len(before) <= 12 and before.endswith((":", "|", "-")))
-        may_pass = separated and (candidate[0] in "08" or own_line)
+        # a contact detail among others: "Anna Berg | +36 ... | anna@...", "Evelyn (0612345678)", a line with
+        # an e-mail address on it
+        own_field = (
+            before.endswith(("|", ",", "(", ":", '"', "'"))
+            and (not after or after.startswith(("|", ",", ")", ";", '"', "'")))
+        ) or "@" in text[line_start:line_end]
+        own_line = own_line or own_field
+        may_pass = separated or own_line or candidate[0] in "08"
         if not may_pass and not _phone_words_near(text, start, end):
             return 0.0  # at most 0.4 without a phone word nearby: below any threshold, not worth the check
         found = phone_region(candidate)
         if found is None:
             return 0.0
-        _, with_trunk = found
-        if separated and (with_trunk or own_line):
+        region, with_trunk = found
+        if separated and (with_trunk or own_line or _grouped_like(candidate, region)):
             return 0.55
-        return 0.4 if separated else 0.3
+        if not separated and with_trunk and own_line:
+            return 0.55
+        return 0.4 if separated or with_trunk else 0.3
 
 
 _CARD_PREFIX = regex.compile(r"^(?:2|3[0-9]|4|5|6|8[12]|9792)")
@@ -1089,10 +1117,11 @@ class AnyCardRecognizer(PatternRecognizer):
 class PrefilteredRecognizer(EntityRecognizer):
     """Runs a Presidio recognizer only on texts where a cheap regex says it could find something."""
 
-    def __init__(self, inner: EntityRecognizer, prefilter: str, entity_type: str | None = None):
+    def __init__(self, inner: EntityRecognizer, prefilter: str, entity_type: str | None = None, keep=None):
         self.inner = inner
         self.prefilter = regex.compile(prefilter)
         self.entity_type = entity_type
+        self.keep = keep  # (text, result) -> bool: drops what the inner recognizer gets wrong in this domain
         super().__init__(
             supported_entities=[entity_type] if entity_type else list(inner.supported_entities),
             name=inner.name,
@@ -1106,6 +1135,8 @@ class PrefilteredRecognizer(EntityRecognizer):
         if not self.prefilter.search(text):
             return []
         results = self.inner.analyze(text, self.inner.supported_entities, nlp_artifacts)
+        if self.keep is not None:
+            results = [result for result in results if self.keep(text, result)]
         for result in results:
             if self.entity_type:
                 result.entity_type = self.entity_type
@@ -1258,6 +1289,9 @@ _SPEAKER = regex.compile(
     rf"((?:{_NAME_WORD_RE})(?:[ \t](?:{_PARTICLES}[ \t])*(?:{_NAME_WORD_RE})){{0,2}})[ \t]*:[ \t]",
     regex.MULTILINE,
 )
+_LOWER_SPEAKER = regex.compile(r"^[ \t]*(?:\[[^\]\n]{1,25}\][ \t]*)?([a-z][a-z'-]{1,20})[ \t]*:[ \t]", regex.MULTILINE)
+_LOWER_WORD_AFTER = regex.compile(r"[ \t]+\p{Ll}+\b")
+_ALONE_ON_LINE = regex.compile(r"[ \t]*,?[ \t]*(?:\n|$)")
 _LIST_SEP = regex.compile(r"^(?:,[ \t]*(?:and[ \t]+|&[ \t]*)?|[ \t]+(?:and|&|or)[ \t]+)$")
 
 
@@ -1326,9 +1360,15 @@ class NameGazetteerRecognizer(EntityRecognizer):
                 and kinds[0] == "first"
                 and tokens[0].group()[1:].islower()
                 and len(tokens[0].group()) >= 3
-                and not _at_sentence_start(text, start)
             ):
-                results.append(self._result(start, end, 0.55))
+                if not _at_sentence_start(text, start):
+                    results.append(self._result(start, end, 0.55))
+                elif _LOWER_WORD_AFTER.match(text, end):
+                    results.append(self._result(start, end, 0.5))  # "Felix has it", "Priyanka asked"
+            if len(tokens) <= 3 and kinds[0] in ("first", "last") and _ALONE_ON_LINE.match(text, end):
+                line_start = text.rfind("\n", 0, start) + 1
+                if not text[line_start:start].strip():
+                    results.append(self._result(start, end, 0.6))  # a signature line: "Sunita", "Elin Nyström"
         # lists: "A, B and C" where at least two items carry a gazetteer name
         index = 0
         while index < len(runs):
@@ -1347,6 +1387,9 @@ class NameGazetteerRecognizer(EntityRecognizer):
                 self._kind(word) != "stop" for word in words
             ):
                 results.append(self._result(match.start(1), match.end(1), 0.7))
+        for match in _LOWER_SPEAKER.finditer(text):
+            if match.group(1) in self.firsts:
+                results.append(self._result(match.start(1), match.end(1), 0.65))  # chat export: "ines: ..."
         for match in _HANDLE.finditer(text):
             first, last = match.group(1), match.group(2)
             if first in self.firsts and (last in self.lasts or last in self.firsts):
@@ -1453,9 +1496,11 @@ def _presidio_factories() -> dict[str, tuple]:
     return {
         IBAN_CODE: (lambda: PrefilteredRecognizer(IbanRecognizer(), r"[A-Z]{2}\d{2}"),),
         IP_ADDRESS: (lambda: PrefilteredRecognizer(IpRecognizer(), r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f:]*:"),),
-        URL: (lambda: PrefilteredRecognizer(UrlRecognizer(), r"(?i:https?://|www\.|\w\.[a-z]{2,}\b)"),),
+        URL: (
+            lambda: PrefilteredRecognizer(UrlRecognizer(), r"(?i:https?://|www\.|\w\.[a-z]{2,}\b)", keep=_url_not_code),
+        ),
         MAC_ADDRESS: (lambda: PrefilteredRecognizer(MacAddressRecognizer(), r"[0-9A-Fa-f]{2}[:.-][0-9A-Fa-f]{2}"),),
-        US_DRIVER_LICENSE: (lambda: PrefilteredRecognizer(UsLicenseRecognizer(), r"\d"),),
+        US_DRIVER_LICENSE: (lambda: PrefilteredRecognizer(UsLicenseRecognizer(), r"\d", keep=_licence_long_enough),),
         US_PASSPORT: (lambda: PrefilteredRecognizer(UsPassportRecognizer(), r"\d{6}"),),
         US_BANK_NUMBER: (lambda: PrefilteredRecognizer(UsBankRecognizer(), r"\d{8}"),),
         US_ITIN: (lambda: PrefilteredRecognizer(UsItinRecognizer(), r"9\d\d"),),
@@ -1463,6 +1508,21 @@ def _presidio_factories() -> dict[str, tuple]:
         UK_NHS: (lambda: PrefilteredRecognizer(NhsRecognizer(), r"\d{3}"),),
         NATIONAL_ID: (_national_ids,),
     }
+
+
+def _url_not_code(text: str, result: RecognizerResult) -> bool:
+    """A bare "logger.info(" or "{user.email}" is code, not a URL (.info and .email are top-level domains)."""
+    value = text[result.start : result.end]
+    if "://" in value or value.casefold().startswith("www.") or "/" in value:
+        return True
+    before, after = text[result.start - 1 : result.start], text[result.end : result.end + 1]
+    return before not in ("{", ".", "_", "$", "(") and after not in ("(", "}", "_", "=")
+
+
+def _licence_long_enough(text: str, result: RecognizerResult) -> bool:
+    """Presidio's licence shapes also match "v2" and "A1" near the word "license"."""
+    value = text[result.start : result.end]
+    return len(value) >= 5 and any(ch.isdigit() for ch in value)
 
 
 def _national_ids() -> EntityRecognizer:
@@ -2110,9 +2170,9 @@ class Pseudonymizer:
             return self._phone(value)
         if entity_type == US_SSN:
             return self._ssn(value)
-        if entity_type in (DATE_OF_BIRTH, DATE_TIME):
+        if entity_type in (DATE_OF_BIRTH, DATE_TIME, DATE):
             return self._date(value)
-        if entity_type == US_ADDRESS:
+        if entity_type in (US_ADDRESS, STREET_ADDRESS):
             return self._address(value)
         if entity_type == LOCATION:
             return self._faker_value("city", value, lambda fake: fake.city())
