@@ -144,3 +144,15 @@ def test_bad_arguments_fail_with_a_clear_message(tmp_path, monkeypatch, args, op
     write_lines(tmp_path / "in.jsonl", [json.dumps({"id": 1, "text": "hello"})])
     with pytest.raises(CommandError, match=message):
         run(*args, **options)
+
+
+def test_the_profile_that_ran_is_named_and_gdpr_adds_national_ids(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        json.dumps({"id": 1, "text": "Her PESEL is 44051401359, IBAN GB82 WEST 1234 5698 7654 32."}) + "\n"
+    )
+    healthcare = run(source, tmp_path / "a.jsonl")
+    gdpr = run(source, tmp_path / "b.jsonl", "--profile", "gdpr")
+    assert healthcare.strip().endswith("(profile: healthcare)") and "NATIONAL_ID" not in healthcare
+    assert gdpr.strip().endswith("(profile: gdpr)") and "NATIONAL_ID 1" in gdpr
+    assert "IBAN_CODE 1" in healthcare

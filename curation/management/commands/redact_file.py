@@ -22,7 +22,16 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.pii import DEFAULT_ENTITIES, ENTITY_TYPES, OPERATORS, PiiConfig, PiiEngine
+from curation.pii import (
+    DEFAULT_ENTITIES,
+    DEFAULT_PROFILE,
+    ENTITY_TYPES,
+    OPERATORS,
+    PROFILES,
+    PiiConfig,
+    PiiEngine,
+    profile_of,
+)
 
 KEY_ENV = "REDACTION_KEY"
 
@@ -59,10 +68,17 @@ class Command(BaseCommand):
         parser.add_argument("input", help='JSON Lines file, one {"id": ..., "text": ...} object per line')
         parser.add_argument("output", help="where to write the redacted JSON Lines")
         parser.add_argument(
+            "--profile",
+            choices=sorted(PROFILES),
+            default=None,
+            help=f"which kinds of personal data to look for (default: {DEFAULT_PROFILE}, HIPAA Safe Harbor's "
+            "identifiers; gdpr adds EU national IDs)",
+        )
+        parser.add_argument(
             "--entities",
-            default=",".join(DEFAULT_ENTITIES),
-            help=f"comma-separated entity types (default: {','.join(DEFAULT_ENTITIES)}); also: "
-            f"{','.join(sorted(set(ENTITY_TYPES) - set(DEFAULT_ENTITIES)))}",
+            default=None,
+            help=f"comma-separated entity types instead of a profile (the default profile is: "
+            f"{','.join(DEFAULT_ENTITIES)}); also: {','.join(sorted(set(ENTITY_TYPES) - set(DEFAULT_ENTITIES)))}",
         )
         parser.add_argument("--operator", choices=OPERATORS, default="tag", help="how to replace what is found")
         parser.add_argument(
@@ -82,7 +98,12 @@ class Command(BaseCommand):
             raise CommandError("Output must be a different file from the input.")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        entities = tuple(name.strip().upper() for name in options["entities"].split(",") if name.strip())
+        if options["entities"] and options["profile"]:
+            raise CommandError("Give --profile or --entities, not both.")
+        if options["entities"]:
+            entities = tuple(name.strip().upper() for name in options["entities"].split(",") if name.strip())
+        else:
+            entities = PROFILES[options["profile"] or DEFAULT_PROFILE]
         key = self._key(options)
         if options["operator"] in ("hash", "pseudonym") and not key:
             raise CommandError(
@@ -134,7 +155,8 @@ class Command(BaseCommand):
         found = ", ".join(f"{name} {count}" for name, count in counts.most_common()) or "nothing"
         self.stderr.write(
             f"redacted {written} texts ({skipped} bad lines skipped), found {sum(counts.values())}: {found}; "
-            f"{elapsed:.1f} s, {words / elapsed if elapsed else 0:.0f} words/s -> {target}"
+            f"{elapsed:.1f} s, {words / elapsed if elapsed else 0:.0f} words/s -> {target} "
+            f"(profile: {profile_of(entities)})"
         )
 
     def _key(self, options) -> bytes:
