@@ -214,8 +214,8 @@ class KpiImportInput(serializers.Serializer):
 
 class KpiImportFileInput(serializers.Serializer):
     file = serializers.FileField(
-        help_text="A CSV file (UTF-8) with the same columns, up to 50 MB. The worker checks every line, then imports "
-        "all of them or none: the answer is 202 with the run to follow."
+        help_text=f"A CSV file (UTF-8) with the same columns, up to {services.KPI_FILE_MAX_MB} MB. The worker checks "
+        "every line, then imports all of them or none: the answer is 202 with the run to follow."
     )
 
 
@@ -540,7 +540,8 @@ class KpiObservationListApi(generics.ListAPIView):
         description=_describe(
             "All rows or none: unknown KPIs or models, wrong units, sample sizes below 1, duplicate periods are "
             "reported by line and nothing is imported.\n\n"
-            "- A file (multipart form data, field `file`, up to 50 MB) is imported by the worker: the answer is "
+            f"- A file (multipart form data, field `file`, up to {services.KPI_FILE_MAX_MB} MB) is imported by the "
+            "worker: the answer is "
             "202 with the import run (`Location` and `url` give its address); read it until `status` is `done` "
             "(`imported` figures) or `failed` (`error`, and `problems` by line).\n"
             f"- CSV text as JSON (`csv`, at most {services.KPI_TEXT_MAX_LINES:,} lines) is imported in the request: "
@@ -574,7 +575,9 @@ class KpiObservationListApi(generics.ListAPIView):
 class KpiFileTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "upload_too_large"
-    default_detail = "The file is larger than the upload limit. Split it into smaller files of at most 50 MB."
+    default_detail = (
+        f"The file is larger than the upload limit. Split it into files of at most {services.KPI_FILE_MAX_MB} MB."
+    )
 
 
 class KpiImportRunApi(APIView):

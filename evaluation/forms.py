@@ -7,7 +7,7 @@ from django import forms
 from curation.models import DatasetVersion, TaskType
 from evaluation import metrics as metric_lib
 from evaluation.models import ExternalEndpoint, KpiObservation
-from evaluation.services import KPI_FILE_MAX_BYTES, KPI_TEXT_MAX_LINES
+from evaluation.services import KPI_FILE_MAX_BYTES, KPI_FILE_MAX_MB, KPI_TEXT_MAX_LINES
 from training.models import BaseModel, TrainedModel
 from training.selectors import approved_versions
 
@@ -77,7 +77,8 @@ class KpiImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
         required=False,
-        help_text="Saved as UTF-8, up to 50 MB. Large files are checked in the background, with a progress bar.",
+        help_text=f"Saved as UTF-8, up to {KPI_FILE_MAX_MB} MB. Files are checked in the background, with a progress "
+        "bar.",
     )
     text = forms.CharField(
         label="Or paste the rows",
@@ -93,7 +94,10 @@ class KpiImportForm(forms.Form):
     def clean(self):
         data = super().clean()
         if self.too_large:
-            self.add_error("file", "The file is larger than the upload limit. Split it into files of at most 50 MB.")
+            self.add_error(
+                "file",
+                f"The file is larger than the upload limit. Split it into files of at most {KPI_FILE_MAX_MB} MB.",
+            )
             return data
         upload, text = data.get("file"), (data.get("text") or "").strip()
         if upload and text:
@@ -101,7 +105,7 @@ class KpiImportForm(forms.Form):
         if not upload and not text:
             raise forms.ValidationError("Choose a CSV file or paste its rows.")
         if upload and upload.size > KPI_FILE_MAX_BYTES:
-            self.add_error("file", "The file is larger than 50 MB. Split it into smaller files.")
+            self.add_error("file", f"The file is larger than {KPI_FILE_MAX_MB} MB. Split it into smaller files.")
         if not upload and text.count("\n") >= KPI_TEXT_MAX_LINES:
             self.add_error(
                 "text", f"Paste at most {KPI_TEXT_MAX_LINES:,} lines. For more, save them as a CSV file and choose it."

@@ -438,7 +438,8 @@ def eval_runs_reap(*, stale_after_seconds: int | None = None) -> list[int]:
 KPI_COLUMNS = ("kpi", "model", "period_start", "period_end", "segment", "value", "sample_size")
 KPI_REQUIRED_COLUMNS = ("kpi", "model", "period_start", "value", "sample_size")
 # A KPI file is imported by the worker (kpi_import_run_start): up to 50 MB, about 800,000 lines.
-KPI_FILE_MAX_BYTES = 50 * 1024 * 1024
+KPI_FILE_MAX_MB = 50
+KPI_FILE_MAX_BYTES = KPI_FILE_MAX_MB * 1024 * 1024
 # Rows pasted on the page or sent as JSON text are imported in the request (kpi_import_csv); more go as a file.
 KPI_TEXT_MAX_LINES = 5_000
 # A run lists the first problems of a bad file by line and counts the rest.
@@ -665,7 +666,7 @@ def kpi_import_run_start(*, file, actor, source: str = "csv") -> KpiImportRun:
     name = Path(file.name or "kpis.csv").name[:255]
     size = file.size or 0
     if size > KPI_FILE_MAX_BYTES:
-        raise ValidationError({"file": "The file is larger than 50 MB. Split it into smaller files."})
+        raise ValidationError({"file": f"The file is larger than {KPI_FILE_MAX_MB} MB. Split it into smaller files."})
     if size == 0:
         raise ValidationError({"file": "The file is empty."})
     _kpi_header_check(file)
