@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -168,7 +169,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(
-        f"python: {platform.python_version()}  presidio-analyzer: {getattr(presidio_analyzer, '__version__', '?')}  "
+        f"python: {platform.python_version()}  presidio-analyzer: {importlib.metadata.version('presidio-analyzer')}  "
         f"model: {args.model}  cpus: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}"
     )
     started = time.perf_counter()

@@ -895,7 +895,7 @@ _NOT_PHONE_LEAD = regex.compile(
     r"(?i:\b(?:invoice|inv|order|ticket|case|ref|reference|build|version|release|v|article|kb|account|acct|iban|"
     r"card|mrn|mr|record|records|chart|member|policy|claim|npi|ssn|social|zip|postcode|port|error|err|id|pin|"
     r"transaction|tracking|licen[cs]e|serial|sku|item|patient|pt|hospital|amount|total|eur|usd|gbp|isbn|cpr|"
-    r"personnummer|pesel|receipt|statement|batch|lot)\b[\s:#.=\-]*(?:no\.?|nr\.?|number|\#)?[\s:#=\-]*$)"
+    r"personnummer|pesel|receipt|statement|batch|lot)\b[\s:#.=\-\"']*(?:no\.?|nr\.?|number|\#)?[\s:#=\-\"']*$)"
 )
 _PHONE_CANDIDATE = regex.compile(
     r"(?<![\w@/#.+,:-])(?:(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?)?(?:8[ ]?(?=\())?"
@@ -1505,7 +1505,7 @@ def _presidio_factories() -> dict[str, tuple]:
         US_BANK_NUMBER: (lambda: PrefilteredRecognizer(UsBankRecognizer(), r"\d{8}"),),
         US_ITIN: (lambda: PrefilteredRecognizer(UsItinRecognizer(), r"9\d\d"),),
         MEDICAL_LICENSE: (lambda: PrefilteredRecognizer(MedicalLicenseRecognizer(), r"[A-Za-z]{2}\d{7}"),),
-        UK_NHS: (lambda: PrefilteredRecognizer(NhsRecognizer(), r"\d{3}"),),
+        UK_NHS: (lambda: PrefilteredRecognizer(NhsRecognizer(), r"\d{3}", keep=_nhs_named),),
         NATIONAL_ID: (_national_ids,),
     }
 
@@ -1517,6 +1517,11 @@ def _url_not_code(text: str, result: RecognizerResult) -> bool:
         return True
     before, after = text[result.start - 1 : result.start], text[result.end : result.end + 1]
     return before not in ("{", ".", "_", "$", "(") and after not in ("(", "}", "_", "=")
+
+
+def _nhs_named(text: str, result: RecognizerResult) -> bool:
+    """One 10-digit number in ten passes NHS's check digit by chance: without "NHS" nearby it is a phone."""
+    return "nhs" in text[max(0, result.start - 40) : result.start].casefold()
 
 
 def _licence_long_enough(text: str, result: RecognizerResult) -> bool:
