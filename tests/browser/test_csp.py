@@ -3,9 +3,9 @@ behind them so their scripts have work to do (charts, progress bars that poll, t
 UI, the admin site). Any policy violation the browser reports, and any JavaScript error, fails the test.
 
 The data is made by the services in this process (real detection with Presidio, a real tiny Llama trained and
-evaluated on CPU). Things left queued (an upload check, a detection, a deduplication, an evaluation) show their
-progress bars; should the Celery worker of another test in the same session take them, the pages show them finished,
-which is as good for this test.
+evaluated on CPU). Things left queued (an upload check, a detection, a deduplication, an evaluation, a KPI file)
+show their progress bars; should the Celery worker of another test in the same session take them, the pages show
+them finished, which is as good for this test.
 """
 
 from __future__ import annotations
@@ -88,7 +88,11 @@ def _seed(tmp_path, make_user, approved_version, tiny_base_model) -> list[str]:
     evaluation.kpi_ensure(
         slug="escalation_rate", name="Escalation rate", unit="share", higher_is_better=False, kind=Kpi.Kind.PROPORTION
     )
-    evaluation.kpi_import_csv(text=_kpi_figures(tiny_base_model.name, adapter.name), actor=engineer)
+    figures = _kpi_figures(tiny_base_model.name, adapter.name)
+    evaluation.kpi_import_csv(text=figures, actor=engineer)
+    (tmp_path / "kpis.csv").write_text(figures, encoding="utf-8")
+    with open(tmp_path / "kpis.csv", "rb") as handle:
+        kpi_file = evaluation.kpi_import_run_start(file=File(handle, name="kpis.csv"), actor=engineer)  # queued
     use_case = evaluation.use_case_save(
         slug="client-replies",
         name="Client replies",
@@ -144,6 +148,7 @@ def _seed(tmp_path, make_user, approved_version, tiny_base_model) -> list[str]:
         # Evaluation
         "/evaluation/",
         "/evaluation/kpis/import/",
+        f"/evaluation/kpis/import/{kpi_file.pk}/",
         "/evaluation/runs/",
         "/evaluation/runs/new/",
         f"/evaluation/runs/{base_run.pk}/",
