@@ -3,6 +3,7 @@ from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,7 @@ from accounts.models import ApiToken, AuditEvent
 from accounts.roles import ROLES, VIEW_AUDIT, role_names_of
 from accounts.services import api_token_create, api_token_revoke
 from accounts.signin import lockout_message, lockout_seconds
+from projectsite.api import ErrorOutput
 from projectsite.pagination import NewestFirst
 from projectsite.permissions import HasPerm
 
@@ -22,13 +24,6 @@ def permission_note(perm: str | None) -> str:
     roles = [role.name for role in ROLES if perm in role.permissions]
     held_by = ", ".join(roles) if roles else "no role by default"
     return f"**Permission:** `{perm}` (held by: {held_by}; superusers always)."
-
-
-class ErrorOutput(serializers.Serializer):
-    """Every error answer: one sentence for a person, and the messages of each field that was wrong."""
-
-    error = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
 
 
 class MeOutput(serializers.Serializer):
@@ -107,6 +102,8 @@ class TokenObtainApi(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    # Also a plain form, so that `curl -d username=... -d password=...` works (README).
+    parser_classes = [JSONParser, FormParser]
     throttle_scope = "token"
 
     @extend_schema(

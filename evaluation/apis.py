@@ -43,6 +43,7 @@ from evaluation.models import (
     Prediction,
     UseCase,
 )
+from projectsite.api import ErrorOutput, RequiredBooleanField
 from projectsite.pagination import CursorPagination, NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
@@ -171,7 +172,7 @@ class KpiInput(serializers.Serializer):
     slug = serializers.SlugField(max_length=60)
     name = serializers.CharField(max_length=120)
     unit = serializers.CharField(max_length=30)
-    higher_is_better = serializers.BooleanField()
+    higher_is_better = RequiredBooleanField()
     kind = serializers.ChoiceField(choices=Kpi.Kind.choices, default=Kpi.Kind.MEAN)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -229,6 +230,13 @@ class KpiImportOutput(serializers.Serializer):
     imported = serializers.IntegerField()
     problems = KpiProblemOutput(many=True)
     error = serializers.CharField(required=False, help_text="Only when nothing was imported: how many problems.")
+
+
+class KpiImportErrorOutput(ErrorOutput):
+    """A 400: the request itself was wrong (`fields`), or rows of the CSV were (`problems`; nothing imported)."""
+
+    imported = serializers.IntegerField(required=False, help_text="0 when the rows had problems.")
+    problems = KpiProblemOutput(many=True, required=False)
 
 
 class KpiImportRunOutput(serializers.ModelSerializer):
@@ -552,7 +560,7 @@ class KpiObservationListApi(generics.ListAPIView):
         responses={
             201: KpiImportOutput,
             202: KpiImportRunOutput,
-            400: KpiImportOutput,
+            400: KpiImportErrorOutput,
             **_errors(401, 403, 413),
         },
     )
@@ -599,6 +607,65 @@ class KpiImportRunApi(APIView):
         return Response(KpiImportRunOutput(run, context={"request": request}).data)
 
 
+class DashboardKpiOutput(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    unit = serializers.CharField()
+    higher_is_better = serializers.BooleanField()
+    kind = serializers.CharField()
+
+
+class DashboardPointOutput(serializers.Serializer):
+    period = serializers.DateField(help_text="The first day of the period.")
+    value = serializers.FloatField(help_text="The mean over the period, weighted by the counts.")
+    n = serializers.IntegerField(help_text="Observations in the period.")
+
+
+class DashboardSeriesOutput(serializers.Serializer):
+    model = serializers.CharField()
+    points = DashboardPointOutput(many=True)
+
+
+class KpiComparisonOutput(serializers.Serializer):
+    """One model against another; without a standard error on both sides there is no test (nulls)."""
+
+    delta = serializers.FloatField()
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    significant = serializers.BooleanField()
+    better = serializers.BooleanField()
+    df = serializers.FloatField(allow_null=True)
+
+
+class KpiIntervalOutput(serializers.Serializer):
+    """A model's mean over the periods, weighted by the counts, with its 95% interval."""
+
+    mean = serializers.FloatField()
+    low = serializers.FloatField(allow_null=True, help_text="Null when the spread is unknown (a single period).")
+    high = serializers.FloatField(allow_null=True)
+    se = serializers.FloatField(allow_null=True, help_text="Standard error of the mean.")
+    df = serializers.FloatField(allow_null=True, help_text="Degrees of freedom; null for the normal approximation.")
+    n = serializers.IntegerField(help_text="Observations.")
+    periods = serializers.IntegerField()
+    method = serializers.ChoiceField(choices=["pooled", "binomial", "periods"])
+
+
+class DashboardBarOutput(KpiIntervalOutput):
+    model = serializers.CharField()
+    comparison = KpiComparisonOutput(allow_null=True, help_text="Against the reference; null for the reference.")
+    is_reference = serializers.BooleanField()
+
+
+class KpiDashboardOutput(serializers.Serializer):
+    """One KPI on the dashboard (KPIs without observations in the filters are left out)."""
+
+    kpi = DashboardKpiOutput()
+    reference = serializers.CharField(help_text="The model the others are compared against.")
+    series = DashboardSeriesOutput(many=True)
+    bars = DashboardBarOutput(many=True)
+
+
 class KpiDashboardApi(APIView):
     permission_classes = [HasPerm.of(VIEW_KPIS)]
 
@@ -616,7 +683,7 @@ class KpiDashboardApi(APIView):
             OpenApiParameter("segment", OpenApiTypes.STR),
             OpenApiParameter("reference", OpenApiTypes.STR),
         ],
-        responses={200: OpenApiTypes.OBJECT, **_errors(400, 401, 403)},
+        responses={200: KpiDashboardOutput(many=True), **_errors(400, 401, 403)},
     )
     def get(self, request):
         filters = DashboardFilterInput(data=request.query_params)
@@ -811,6 +878,15 @@ class PilotInput(serializers.Serializer):
     segment = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class PilotResultOutput(serializers.Serializer):
+    kpi = serializers.CharField(help_text="The KPI's slug.")
+    unit = serializers.CharField()
+    higher_is_better = serializers.BooleanField()
+    baseline = KpiIntervalOutput()
+    candidate = KpiIntervalOutput()
+    comparison = KpiComparisonOutput()
+
+
 class PilotOutput(serializers.ModelSerializer):
     results = serializers.SerializerMethodField(help_text="Per KPI: both means with 95% intervals and the difference.")
 
@@ -828,7 +904,7 @@ class PilotOutput(serializers.ModelSerializer):
             "results",
         ]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(PilotResultOutput(many=True))
     def get_results(self, pilot) -> list[dict]:
         return [
             {
@@ -869,6 +945,20 @@ class PilotListApi(generics.ListAPIView):
         return Response(PilotOutput(pilot).data, status=status.HTTP_201_CREATED)
 
 
+class BalanceGroupOutput(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Rows in the group.")
+    labels = serializers.DictField(child=serializers.IntegerField(), help_text="Rows per label.")
+    shares = serializers.DictField(child=serializers.FloatField(), help_text="Share of the group's rows per label.")
+
+
+class BalanceOutput(serializers.Serializer):
+    groups = serializers.DictField(child=BalanceGroupOutput())
+    labels = serializers.ListField(child=serializers.CharField())
+    max_share_gap = serializers.FloatField(
+        allow_null=True, help_text="The largest difference of a label's share between groups; null without labels."
+    )
+
+
 class VersionBalanceApi(APIView):
     permission_classes = [HasPerm.of(VIEW_DATASETS)]
 
@@ -876,13 +966,15 @@ class VersionBalanceApi(APIView):
         summary="Label balance per group",
         description=_describe(
             "How a version's labels spread over its groups (share of each label per group) and the largest "
-            "difference between groups; null when the version has no labels or no groups.",
+            "difference between groups; no groups and a null gap when the version has no labels or no groups.",
             VIEW_DATASETS,
         ),
-        responses={200: OpenApiTypes.OBJECT, **_errors(401, 403, 404)},
+        responses={200: BalanceOutput, **_errors(401, 403, 404)},
     )
     def get(self, request, version_id: int):
         version = DatasetVersion.objects.filter(pk=version_id, status=DatasetVersion.Status.READY).first()
         if version is None:
             raise exceptions.NotFound(f"There is no ready version #{version_id}.")
-        return Response(selectors.version_balance(version))
+        # An empty report rather than a JSON null, which DRF would send as an empty body.
+        report = selectors.version_balance(version) or {"groups": {}, "labels": [], "max_share_gap": None}
+        return Response(BalanceOutput(report).data)

@@ -27,7 +27,10 @@ INVALID_CURSOR = (
 
 def _query_number(request, name: str, *, minimum: int, maximum: int, lower_to_maximum: bool) -> int | None:
     """The whole-number query parameter ``name``, None when absent or empty; anything else out of range is a 400."""
-    raw = request.query_params.get(name)
+    values = request.query_params.getlist(name)
+    if len(values) > 1:  # ?page_size=10&page_size=x: which one was meant is anyone's guess
+        raise ValidationError({name: [f"Give {name} once."]})
+    raw = values[0] if values else None
     if not raw:
         return None
     if raw.isascii() and raw.isdigit():

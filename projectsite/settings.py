@@ -232,8 +232,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "projectsite.api.ApiAutoSchema",
     "EXCEPTION_HANDLER": "projectsite.api.exception_handler",
+    # Bodies are JSON, as the schema says; endpoints that take files add multipart themselves.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # Lists: cursor pages for rows and growing lists, limit/offset for the rest (projectsite/pagination.py).
     "DEFAULT_PAGINATION_CLASS": "projectsite.pagination.LimitOffset",
     "PAGE_SIZE": 50,

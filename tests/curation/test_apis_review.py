@@ -78,7 +78,7 @@ def test_start_rejects_unknown_kinds_and_operators_with_plain_messages(reviewer,
         format="json",
     )
     assert response.status_code == 400
-    assert response.json()["fields"]["operators"]["PERSON"] == [
+    assert response.json()["fields"]["operators.PERSON"] == [
         "Unknown operator “burn”. Use one of: tag, mask, hash, pseudonym."
     ]
     response = client.post(reverse("api-redaction-start", args=[version.pk]), {"entities": ["WIZARD"]}, format="json")
