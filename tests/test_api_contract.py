@@ -54,16 +54,16 @@ CONFIG = schemathesis.Config.from_dict(
     {
         "seed": SEED,
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-        "phases": {
-            # Stateful runs chain operations by their links; the schema declares none, so there is nothing to run.
-            "stateful": {"enabled": False},
-        },
         "checks": {
             # Every built-in check, except:
             # - positive_data_acceptance: a body that fits the schema may still name a version that is not approved,
-            #   a base model that is not registered, a job that is already finished... The API answers those with
-            #   400 and a sentence; no OpenAPI schema can say which objects exist and in which state, so this check
-            #   would fail every write. Server errors and schema violations on these paths are still checked.
+            #   a job that is already finished, a name that is taken... The API answers those with 400 and a
+            #   sentence; no OpenAPI schema can say which objects exist and in which state, so this check would fail
+            #   most writes. Server errors and schema violations on these paths are still checked.
+            # use_after_free, ensure_resource_availability and object_level_authorization are on but judge chains
+            # of calls (delete then read, create then read, one user's object read by another); this test sends
+            # each operation on its own, so they have nothing to judge. Who may read what is tested call by call in
+            # tests/test_permission_matrix.py.
             "positive_data_acceptance": {"enabled": False},
         },
     }
