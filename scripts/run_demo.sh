@@ -24,7 +24,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-$VENV/celery -A projectsite worker -Q default,gpu --concurrency 2 --loglevel WARNING &
+$VENV/celery -A projectsite worker -Q default,gpu --concurrency 2 --max-memory-per-child 1500000 --loglevel WARNING &
 pids+=($!)
 $VENV/celery -A projectsite beat --loglevel WARNING &
 pids+=($!)
