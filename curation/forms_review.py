@@ -21,11 +21,29 @@ ENTITY_LABELS: dict[str, str] = {
     pii.NPI: "Provider number (NPI)",
     pii.INSURANCE_ID: "Insurance member ID",
     pii.DATE_OF_BIRTH: "Date of birth",
-    pii.US_ADDRESS: "Street address",
+    pii.US_ADDRESS: "Street address (US)",
+    pii.STREET_ADDRESS: "Street address (outside the US)",
+    pii.DATE: "Date (day and month)",
+    pii.IBAN_CODE: "Bank account (IBAN)",
+    pii.IP_ADDRESS: "IP address",
+    pii.URL: "Web address (URL)",
+    pii.MAC_ADDRESS: "Device address (MAC)",
+    pii.US_DRIVER_LICENSE: "Driver's licence number",
+    pii.US_PASSPORT: "Passport number (US)",
+    pii.US_BANK_NUMBER: "Bank account number (US)",
+    pii.US_ITIN: "Taxpayer number (US ITIN)",
+    pii.MEDICAL_LICENSE: "Medical licence number",
+    pii.UK_NHS: "NHS number",
+    pii.NATIONAL_ID: "National ID (EU)",
     pii.LOCATION: "Place (city, region, country)",
     pii.DATE_TIME: "Any date or time",
     pii.ORGANIZATION: "Organisation",
     pii.NRP: "Nationality, religion or politics",
+}
+PROFILE_LABELS: dict[str, str] = {
+    "healthcare": "Healthcare (HIPAA Safe Harbor identifiers)",
+    "gdpr": "GDPR (Safe Harbor identifiers and EU national IDs)",
+    "custom": "Custom choice of kinds",
 }
 # Every type the engine knows, the ones it looks for by default first.
 ENTITY_TYPES: tuple[str, ...] = tuple(dict.fromkeys((*pii.DEFAULT_ENTITIES, *pii.ENTITY_TYPES)))

@@ -28,11 +28,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import REVIEW_REDACTION, VIEW_PSEUDONYMS, VIEW_REDACTION
-from curation import selectors, services_redaction
+from curation import pii, selectors, services_redaction
 from curation.forms import add_service_errors
 from curation.forms_review import (
     ENTITY_CHOICES,
     OPERATOR_LABELS,
+    PROFILE_LABELS,
     BulkDecideForm,
     FindingAddForm,
     FindingDecideForm,
@@ -228,6 +229,7 @@ def redaction_detail(request, run_id: int):
                 for code in config.get("entities", [])
                 for op in [operators.get(code, config.get("default_operator", ""))]
             ],
+            "profile": PROFILE_LABELS[pii.profile_of(config.get("entities", []))] if config.get("entities") else "",
             "allow_list": config.get("allow_list") or [],
             "deny_list": [(term, entity_label(code)) for term, code in (config.get("deny_list") or {}).items()],
             "can_review": request.user.has_perm(REVIEW_REDACTION),

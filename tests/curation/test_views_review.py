@@ -665,3 +665,13 @@ def test_an_approved_review_is_read_only_and_the_pseudonym_page_waits_for_approv
     assert "its findings can no longer change" in html
     assert "Maria Lopez" in html and 'name="status" value="accepted"' not in html
     assert "Accept all matching" not in html
+
+
+def test_the_run_page_says_which_profile_ran(client, site, make_user):
+    # No config: the defaults, i.e. the healthcare profile (HIPAA Safe Harbor).
+    client.force_login(site["owner"])
+    html = client.get(_url(site, "redaction_detail")).content.decode()
+    assert "<strong>Profile:</strong> Healthcare (HIPAA Safe Harbor identifiers)" in html
+    custom = make_review(site["owner"], config={"entities": ["PERSON", "EMAIL_ADDRESS"]})
+    html = client.get(reverse("curation:redaction_detail", args=[custom.pk])).content.decode()
+    assert "<strong>Profile:</strong> Custom choice of kinds" in html
