@@ -26,11 +26,18 @@ INVALID_CURSOR = (
 
 
 def _query_number(request, name: str, *, minimum: int, maximum: int, lower_to_maximum: bool) -> int | None:
-    """The whole-number query parameter ``name``, None when absent or empty; anything else out of range is a 400."""
-    values = request.query_params.getlist(name)
-    if len(values) > 1:  # ?page_size=10&page_size=x: which one was meant is anyone's guess
-        raise ValidationError({name: [f"Give {name} once."]})
-    raw = values[0] if values else None
+    """The whole-number query parameter ``name``, None when absent or empty; anything else out of range is a 400.
+
+    Given more than once (a ``next`` link with ``&page_size=10`` added), the last counts, but each must be valid.
+    """
+    numbers = [
+        _whole_number(raw, name, minimum=minimum, maximum=maximum, lower_to_maximum=lower_to_maximum)
+        for raw in request.query_params.getlist(name)
+    ]
+    return numbers[-1] if numbers else None
+
+
+def _whole_number(raw: str, name: str, *, minimum: int, maximum: int, lower_to_maximum: bool) -> int | None:
     if not raw:
         return None
     if raw.isascii() and raw.isdigit():
