@@ -1222,6 +1222,16 @@ _COMMON_NAME_WORDS = frozenset(
 )
 
 
+_FOLD = str.maketrans({"ı": "i", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "þ": "th", "ð": "d"})
+
+
+def _ascii_fold(word: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 @functools.lru_cache(maxsize=1)
 def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     """(first names, last names) from the person providers of every Faker locale (Latin script, casefolded),
@@ -1273,6 +1283,7 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
                 folded = part.casefold()
                 if len(folded) >= 2 and regex.fullmatch(r"[\p{Latin}'’-]+", folded) and folded not in common:
                     out.add(folded)
+                    out.add(_ascii_fold(folded))  # user handles and e-mail local parts are ASCII: "yildiz"
         return frozenset(out)
 
     return clean(firsts), clean(lasts)
@@ -1447,10 +1458,9 @@ class StreetAddressRecognizer(PatternRecognizer):
         endings = _alternation(_STREET_ENDINGS)
         prefixes = _alternation(_STREET_PREFIXES)
         number = (
-            r"\d{1,4}(?:[ \t]?[A-Za-z](?![\p{L}]))?(?:[/-]\d{1,4}[A-Za-z]?)?"
-            r"(?:[ \t][A-Z](?:[ \t]\d{1,3})?(?![\p{L}\d]))?"  # Finnish "172 A 5"
+            r"\d{1,4}(?:[ \t]?[A-Za-z](?:[ \t]\d{1,3})?(?![\p{L}\d]))?(?:[/-]\d{1,4}[A-Za-z]?)?"  # "12b", "172 A 5"
         )
-        suffixed = rf"(?:{word}[ \t-]){{0,3}}[\p{{L}}.]+(?<=(?i:{endings}))(?![\p{{L}}])[ \t]+{number}"
+        suffixed = rf"(?:{word}[ \t-]){{0,3}}[\p{{L}}.]++(?<=(?i:{endings}))(?![\p{{L}}])[ \t]+{number}"
         prefixed = rf"(?i:{prefixes})[ \t]+{small}{{0,2}}{word}(?:[ \t]{small}{{0,2}}{word}){{0,3}},?[ \t]+{number}"
         number_first = rf"\d{{1,4}}[A-Za-z]?,?[ \t]+(?i:{prefixes})[ \t]+(?:{small}{{0,2}}{word}[ \t]?){{1,4}}"
         english = rf"\d{{1,4}}[A-Za-z]?[ \t]+(?:{word}[ \t]){{1,3}}(?i:{_alternation(_SUFFIXES_COMMON)})\b\.?"
@@ -1458,7 +1468,8 @@ class StreetAddressRecognizer(PatternRecognizer):
         street = rf"(?<![\p{{L}}\d])(?:{suffixed}|{prefixed}|{number_first})"
         patterns = [
             Pattern("Street and number (postcode, city)", street + tail, 0.75),
-            Pattern("English street with city and postcode", rf"\b{english},?[ \t]*\n?[ \t]*{_CITY_POSTCODE}\b", 0.75),
+            # more specific than a US street alone (0.9), so the city and postcode stay with it
+            Pattern("English street with city and postcode", rf"\b{english},?[ \t]*\n?[ \t]*{_CITY_POSTCODE}\b", 0.95),
         ]
         super().__init__(
             supported_entity=STREET_ADDRESS,
@@ -1467,8 +1478,11 @@ class StreetAddressRecognizer(PatternRecognizer):
             global_regex_flags=_CASE_SENSITIVE,
             name="StreetAddressRecognizer",
         )
+        # a street word of some country before a number, a street prefix, or an English street with a
+        # non-US postcode after it: most texts have none, and the full patterns are not cheap
         self._cheap = regex.compile(
-            rf"(?i:(?:{endings})(?![\p{{L}}])[ \t]*\d|(?<![\p{{L}}])(?:{prefixes})[ \t]|\d[ \t]+\p{{Lu}}\w+[ \t]+\w+)"
+            rf"(?<![\p{{L}}])[\p{{L}}.]++(?:(?<=(?i:{endings}))[ \t]*\d|(?<=(?i:{prefixes}))[ \t]+\p{{L}}"
+            rf"|(?<=(?i:{_alternation(_SUFFIXES_COMMON)}))\.?,?[ \t]*\n?[ \t]*{_CITY_POSTCODE})"
         )
 
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
@@ -1497,7 +1511,8 @@ def _presidio_factories() -> dict[str, tuple]:
         IBAN_CODE: (lambda: PrefilteredRecognizer(IbanRecognizer(), r"[A-Z]{2}\d{2}"),),
         IP_ADDRESS: (lambda: PrefilteredRecognizer(IpRecognizer(), r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f:]*:"),),
         URL: (
-            lambda: PrefilteredRecognizer(UrlRecognizer(), r"(?i:https?://|www\.|\w\.[a-z]{2,}\b)", keep=_url_not_code),
+            # with a scheme or "www." only: a bare "acme.com" names a company, and inside an e-mail it is the e-mail's
+            lambda: PrefilteredRecognizer(UrlRecognizer(), r"(?i:https?://|www\.)", keep=_url_not_code),
         ),
         MAC_ADDRESS: (lambda: PrefilteredRecognizer(MacAddressRecognizer(), r"[0-9A-Fa-f]{2}[:.-][0-9A-Fa-f]{2}"),),
         US_DRIVER_LICENSE: (lambda: PrefilteredRecognizer(UsLicenseRecognizer(), r"\d", keep=_licence_long_enough),),
