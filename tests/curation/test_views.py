@@ -125,7 +125,8 @@ def test_the_owner_opens_their_own_upload_pages(client, site):
 
 
 POST_ONLY = {
-    "accounts:token_regenerate": lambda site: [],
+    "accounts:token_create": lambda site: [],
+    "accounts:token_revoke": lambda site: [1],
     "curation:version_split": lambda site: [site["version"].pk],
     "curation:version_filter": lambda site: [site["version"].pk],
     "curation:dedupe_start": lambda site: [site["version"].pk],
@@ -164,7 +165,7 @@ def test_views_that_change_data_refuse_get(client, site, admin_user, name):
     assert response.status_code == 405
 
 
-@pytest.mark.parametrize("name", sorted(set(POST_ONLY) - {"accounts:token_regenerate"}))
+@pytest.mark.parametrize("name", sorted(set(POST_ONLY) - {"accounts:token_create", "accounts:token_revoke"}))
 def test_views_that_change_data_refuse_people_without_permission(client, site, make_user, name):
     client.force_login(make_user("manager"))
     response = client.post(reverse(name, args=POST_ONLY[name](site)))
