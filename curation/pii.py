@@ -1,10 +1,13 @@
 """Find and redact personal and health data in free text (plain Python, no Django, no network).
 
-Detection is Microsoft Presidio's AnalyzerEngine on a spaCy model, with the built-in recognizers that fit
-support tickets and client emails (person names from NER, emails, credit cards, SSNs) and recognizers for
-this domain (US street addresses, medical record numbers, NPI numbers, health-plan member IDs, dates of
-birth, NANP phone numbers). Everything is loaded from the local disk: the spaCy model is given explicitly
-and the email check uses tldextract's bundled suffix list, so nothing here opens a socket.
+Detection is Microsoft Presidio's AnalyzerEngine on a spaCy model. What it looks for is a profile
+(PROFILES): "healthcare", the default, is HIPAA Safe Harbor's identifiers as far as text allows, "gdpr" adds
+EU national IDs. Presidio's own recognizers are the floor for every type they cover (registered as they are,
+behind a cheap regex, or replaced by a superset: phones of every region, cards of every network and length,
+e-mails on intranet domains); the domain adds person names in context and from a gazetteer of Faker's
+locales, street addresses in and outside the US, medical record numbers, NPI numbers, health-plan member IDs,
+dates of birth and other dates. Everything is loaded from the local disk: the spaCy model is given
+explicitly and the email check uses tldextract's bundled suffix list, so nothing here opens a socket.
 
     engine = PiiEngine(PiiConfig(operators={"PERSON": "pseudonym"}, key=b"..."))   # once per process
     pseudonymizer = engine.pseudonymizer()                                          # once per dataset
