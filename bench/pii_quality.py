@@ -40,7 +40,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import presidio_analyzer  # noqa: E402
 
 from curation.pii import DEFAULT_MODEL, PiiConfig, PiiEngine  # noqa: E402
 from curation.pii_eval import (  # noqa: E402
@@ -76,7 +75,7 @@ Predictions = list[list[tuple[str, int, int]]]
 def presidio_predictions(examples: list[EvalExample], model: str) -> tuple[Predictions, float | None]:
     """Presidio's defaults on the texts, from the cache when the same texts were run before."""
     digest = hashlib.sha256()
-    digest.update(f"{presidio_analyzer.__version__ if hasattr(presidio_analyzer, '__version__') else ''}".encode())
+    digest.update(importlib.metadata.version("presidio-analyzer").encode())
     digest.update(model.encode())
     for example in examples:
         digest.update(example.text.encode("utf-8", "surrogatepass") + b"\x00")
