@@ -57,6 +57,13 @@ def _errors(*codes: int) -> dict:
     return dict.fromkeys(codes, ErrorOutput)
 
 
+class NotApproved(exceptions.APIException):
+    """The request is valid, but the version's state forbids it: it has not passed privacy review."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_approved"
+
+
 # --- pagination ------------------------------------------------------------------------------
 
 
@@ -677,7 +684,8 @@ class VersionExportApi(APIView):
         summary="Download a version",
         description=_describe(
             "All rows of an approved (redacted and privacy-reviewed) version in row order, streamed as JSON Lines "
-            "or CSV; a version that has not passed privacy review is refused with 400. "
+            "or CSV; a version that has not passed privacy review is refused with 409 and a JSON error, never a "
+            "file (its `exportable` field says so beforehand). "
             "(`Content-Disposition` names the file). In CSV, cells that start with = + - @, a tab or a "
             "carriage return get a leading ' so spreadsheet programs do not run them as formulas. "
             "Each download is written to the audit log.",
@@ -688,15 +696,19 @@ class VersionExportApi(APIView):
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_FILE),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_FILE),
             **_errors(400, 401, 403, 404),
+            409: OpenApiResponse(ErrorOutput, description="The version has not passed privacy review."),
         },
     )
     def get(self, request, version_id: int):
         version = _version_or_404(version_id)
         params = ExportInput(data=request.query_params)
         params.is_valid(raise_exception=True)
-        chunks, filename, content_type = services.version_export(
-            version=version, actor=request.user, fmt=params.validated_data["format"], via="api"
-        )
+        try:
+            chunks, filename, content_type = services.version_export(
+                version=version, actor=request.user, fmt=params.validated_data["format"], via="api"
+            )
+        except services.VersionNotApproved as exc:
+            raise NotApproved(" ".join(exc.messages)) from None
         return _download(chunks, filename=filename, content_type=content_type)
 
 

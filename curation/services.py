@@ -57,6 +57,10 @@ class ImportCancelled(Exception):
     pass
 
 
+class VersionNotApproved(ValidationError):
+    """The version has not passed privacy review: its rows may not leave (HTTP 409, never a file)."""
+
+
 def upload_progress_key(upload_id: int) -> str:
     return f"upload:{upload_id}:progress"
 
@@ -938,7 +942,7 @@ def version_require_approved(version: DatasetVersion) -> DatasetVersion:
     if not version.is_ready:
         raise ValidationError("This version is not ready yet.")
     if version.privacy != DatasetVersion.Privacy.APPROVED:
-        raise ValidationError(
+        raise VersionNotApproved(
             f"“{version}” has not passed privacy review, so it may still hold personal data. "
             "Run personal-data detection on it, review the findings and approve; then use the approved version."
         )

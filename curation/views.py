@@ -80,7 +80,14 @@ def dataset_detail(request, dataset_id: int):
 
 
 def _version_page(
-    request, version: DatasetVersion, *, split_form=None, filter_form=None, dedupe_form=None, status: int = 200
+    request,
+    version: DatasetVersion,
+    *,
+    split_form=None,
+    filter_form=None,
+    dedupe_form=None,
+    export_refused: str = "",
+    status: int = 200,
 ):
     """The version page: statistics, downloads, curation steps and (with permission) the rows."""
     user = request.user
@@ -96,6 +103,7 @@ def _version_page(
         "flags": sorted(stats.get("flags", {}).items()),
         "can_view_rows": user.has_perm(VIEW_EXAMPLES),
         "can_export": user.has_perm(EXPORT),
+        "export_refused": export_refused,
         "can_curate": user.has_perm(CURATE),
     }
     if context["can_curate"]:
@@ -147,9 +155,10 @@ def version_export(request, version_id: int, fmt: str):
     version = _version_or_404(version_id)
     try:
         chunks, filename, content_type = services.version_export(version=version, actor=request.user, fmt=fmt)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return redirect("curation:version_detail", version_id=version.pk)
+    except services.VersionNotApproved as error:
+        # The page itself with the reason, never a file: a browser told to save the answer would otherwise
+        # store this page as "download.html".
+        return _version_page(request, version, export_refused=" ".join(error.messages), status=409)
     return _download(chunks, filename=filename, content_type=content_type)
 
 

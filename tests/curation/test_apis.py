@@ -533,7 +533,7 @@ def test_version_detail_shows_how_it_was_made(curator, api_client):
 def test_versions_tell_their_privacy_state_so_a_client_need_not_try_an_export(
     curator, reviewer, api_client, django_assert_max_num_queries
 ):
-    # As found: only an export attempt (400) told a client that a version had not passed privacy review.
+    # As found: only an export attempt (then a 400) told a client that a version had not passed privacy review.
     raw = make_version(count=1)
     in_review = make_version(count=1, dataset=raw.dataset)
     approved = make_version(count=1, dataset=raw.dataset, privacy=DatasetVersion.Privacy.APPROVED)
@@ -557,7 +557,7 @@ def test_versions_tell_their_privacy_state_so_a_client_need_not_try_an_export(
     labels = {body["id"]: body["privacy_label"] for body in listed}
     assert labels[in_review.pk] == "Privacy review under way: may contain personal data"
     # What the fields promise is what export does.
-    assert client.get(reverse("api-version-export", args=[in_review.pk]) + "?format=jsonl").status_code == 400
+    assert client.get(reverse("api-version-export", args=[in_review.pk]) + "?format=jsonl").status_code == 409
     assert client.get(reverse("api-version-export", args=[approved.pk]) + "?format=jsonl").status_code == 200
 
 
@@ -743,6 +743,6 @@ def test_token_auth_with_a_real_token(curator, api_client):
 def test_export_of_a_version_without_privacy_approval_is_refused(curator, api_client):
     version = make_version([{"input": "Call Jane Doe at 555-0100"}])
     response = api_client(curator).get(reverse("api-version-export", args=[version.pk]) + "?format=jsonl")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "has not passed privacy review" in response.json()["error"]
     assert not AuditEvent.objects.filter(action="version.export").exists()

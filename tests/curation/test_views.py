@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from curation import services
+from curation import services, services_redaction
 from curation.models import DatasetVersion, DedupeRun, Example, Upload
 from tests.factories import ExampleFactory, VersionFactory
 
@@ -738,9 +738,57 @@ def test_a_far_too_large_upload_from_a_browser_form_gets_the_clear_message(curat
     assert "The file is larger than the limit of 100 bytes." in response.content.decode()
 
 
-def test_export_of_a_version_without_privacy_approval_is_refused(client, curator, write_file):
-    version = _import(curator, write_file, name="Raw tickets")
+def _export(client, api, version, fmt: str):
+    """Through the REST API when ``api`` is its client, else the web page's link."""
+    if api is not None:
+        return api.get(reverse("api-version-export", args=[version.pk]) + f"?format={fmt}")
+    return client.get(reverse("curation:version_export", args=[version.pk, fmt]))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("via", ["web", "api"])
+def test_an_unreviewed_version_never_answers_with_a_file(client, api_client, curator, reviewer, write_file, via, fmt):
+    # As found: "Download CSV" on an unreviewed version saved the version page with the refusal as download.html.
+    raw = _import(curator, write_file, name="Raw tickets")
+    in_review = _import(curator, write_file, name="Tickets in review")
+    services_redaction.redaction_run_start(version=in_review, actor=reviewer)
+    approved = _import(curator, write_file, name="Approved tickets")
+    DatasetVersion.objects.filter(pk=approved.pk).update(privacy=DatasetVersion.Privacy.APPROVED)
     client.force_login(curator)
-    response = client.get(reverse("curation:version_export", args=[version.pk, "csv"]), follow=True)
-    assert response.redirect_chain[-1][0] == reverse("curation:version_detail", args=[version.pk])
-    assert "has not passed privacy review" in response.content.decode()
+    api = api_client(curator) if via == "api" else None
+
+    for version in (raw, in_review):
+        response = _export(client, api, version, fmt)
+        assert response.status_code == 409
+        assert not response.has_header("Content-Disposition")
+        assert not response.streaming
+        if via == "api":
+            assert response["Content-Type"] == "application/json"
+            assert "has not passed privacy review" in response.json()["error"]
+        else:
+            page = response.content.decode()
+            assert response["Content-Type"].startswith("text/html")
+            assert "Nothing was downloaded." in page and "has not passed privacy review" in page
+            assert 'id="export-why"' in page
+    assert not AuditEvent.objects.filter(action="version.export").exists()
+
+    response = _export(client, api, approved, fmt)
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert f'filename="approved-tickets-v1.{fmt}"' in response["Content-Disposition"]
+    body = b"".join(response.streaming_content).decode()
+    assert "Where is my refund for order 1001?" in body and "<html" not in body
+
+
+def test_the_version_page_offers_downloads_only_once_privacy_review_passed(client, site, curator, write_file):
+    raw = _import(curator, write_file, name="Raw tickets")
+    client.force_login(curator)
+    page = client.get(reverse("curation:version_detail", args=[raw.pk])).content.decode()
+    assert reverse("curation:version_export", args=[raw.pk, "csv"]) not in page
+    assert reverse("curation:version_export", args=[raw.pk, "jsonl"]) not in page
+    assert page.count('disabled aria-describedby="export-why"') == 2
+    assert "Downloads are off: this version has not passed privacy review" in page
+
+    approved = client.get(reverse("curation:version_detail", args=[site["version"].pk])).content.decode()
+    assert reverse("curation:version_export", args=[site["version"].pk, "csv"]) in approved
+    assert "export-why" not in approved and " download>" not in approved
