@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.contrib.auth.models import Group, Permission
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, AuditEvent
 from accounts.roles import ROLE_BY_SLUG, ROLES
+from accounts.selectors import audit_events_csv
 
 
 def audit_record(
@@ -29,6 +31,17 @@ def audit_record(
         before=before or {},
         after=after or {},
     )
+
+
+def audit_log_export(*, actor, events: models.QuerySet, filters: dict) -> Iterator[str]:
+    """The filtered audit log as CSV chunks. The export is itself an audit event (not part of its own file)."""
+    shown = {
+        key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in filters.items() if value
+    }
+    event = audit_record(
+        actor=actor, action="audit.export", obj=actor, after={"filters": shown, "rows": events.count()}
+    )
+    return audit_events_csv(events.exclude(pk=event.pk))
 
 
 @transaction.atomic

@@ -1,14 +1,17 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
+from django.http import QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
-from accounts.forms import ApiTokenForm
-from accounts.models import AuditEvent
+from accounts.forms import ApiTokenForm, AuditFilterForm
 from accounts.roles import ROLES, VIEW_AUDIT, role_names_of
-from accounts.services import api_token_create, api_token_revoke
+from accounts.selectors import actor_text, audit_changes, audit_event_list, audit_filter_choices
+from accounts.services import api_token_create, api_token_revoke, audit_log_export
 
 
 def _roles_of(user):
@@ -66,18 +69,42 @@ def token_revoke(request, token_id: int):
     return redirect("accounts:profile")
 
 
+AUDIT_PAGE_SIZE = 50
+
+
+def _audit_filtered(request):
+    """The filter form bound to the address, the events it selects, and the address's filters (for links)."""
+    form = AuditFilterForm(request.GET, choices=audit_filter_choices())
+    filters = form.filters()
+    events = audit_event_list(**filters)
+    params = QueryDict(mutable=True)
+    for key, value in request.GET.lists():
+        kept = [item for item in value if item.strip()]
+        if key != "page" and kept:
+            params.setlist(key, kept)
+    return form, filters, events, params.urlencode()
+
+
 @login_required
 @permission_required(VIEW_AUDIT, raise_exception=True)
 def audit_list(request):
-    events = AuditEvent.objects.select_related("actor")
-    action = request.GET.get("action", "").strip()
-    if action:
-        events = events.filter(action__startswith=action)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    actions = sorted(AuditEvent.objects.values_list("action", flat=True).distinct().order_by())
-    prefixes = sorted({name.split(".")[0] + "." for name in actions if "." in name})
+    form, filters, events, query = _audit_filtered(request)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [{"event": event, "who": actor_text(event), "changes": audit_changes(event)} for event in page]
     return render(
         request,
         "accounts/audit_list.html",
-        {"page": page, "action": action, "actions": actions, "prefixes": prefixes},
+        {"page": page, "rows": rows, "form": form, "query": query, "filtered": any(filters.values())},
     )
+
+
+@login_required
+@permission_required(VIEW_AUDIT, raise_exception=True)
+def audit_export(request):
+    """The filtered audit log as a CSV file (all pages), streamed."""
+    _form, filters, events, _query = _audit_filtered(request)
+    chunks = audit_log_export(actor=request.user, events=events, filters=filters)
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = content_disposition_header(True, f"audit-log-{stamp}.csv")
+    return response

@@ -1,5 +1,7 @@
 """Home, login, profile (API token) and audit log pages."""
 
+import csv
+import io
 import re
 
 import pytest
@@ -179,3 +181,87 @@ def test_audit_log_escapes_what_people_typed(client, admin_user, curator):
     client.force_login(admin_user)
     html = client.get(reverse("accounts:audit_list")).content.decode()
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_audit_log_shows_values_as_words_not_python(client, admin_user, curator):
+    audit_record(
+        actor=curator,
+        action="upload.map",
+        obj=curator,
+        before={"task_type": "sft", "mapping": {"input": "question"}},
+        after={"task_type": "classification", "mapping": {"input": "question", "label": "category"}, "ok": True},
+    )
+    client.force_login(admin_user)
+    html = client.get(reverse("accounts:audit_list")).content.decode()
+    assert 'task type:</span>\n        sft <span aria-label="changed to">→</span> classification' in html
+    assert "input: question; label: category" in html
+    assert "ok:</span>\n        yes" in html
+    for python in ("{&#x27;", "{'", "&#x27;input&#x27;", "True"):
+        assert python not in html
+
+
+def test_audit_log_filters_by_person_object_date_and_search(client, admin_user, curator, engineer):
+    old = audit_record(actor=curator, action="upload.create", obj=curator, after={"file": "tickets.csv"})
+    AuditEvent.objects.filter(pk=old.pk).update(created_at="2026-01-15T10:00:00Z")
+    audit_record(actor=engineer, action="training.start", obj=engineer, after={"base model": "tiny-gpt"})
+    audit_record(actor=None, action="upload.validate", obj=curator, after={"rows": 12})
+    client.force_login(admin_user)
+    url = reverse("accounts:audit_list")
+
+    def shown(**params):
+        return [event.action for event in client.get(url, params).context["page"].object_list]
+
+    assert shown(person=engineer.pk) == ["training.start"]
+    assert shown(person="none") == ["upload.validate"]
+    assert shown(object_type="auth.user", object_id=str(curator.pk)) == ["upload.validate", "upload.create"]
+    assert shown(since="2026-01-01", until="2026-01-31") == ["upload.create"]
+    assert shown(q="tickets") == ["upload.create"]  # a value
+    assert shown(q="TINY-GPT") == ["training.start"]  # a value, any case
+    assert shown(q="engineer") == ["training.start"]  # a person
+    assert shown(q="validate") == ["upload.validate"]  # an action
+
+    response = client.get(url, {"since": "2026-01-10", "until": "2026-01-01", "person": curator.pk})
+    html = response.content.decode()
+    assert "The end date is before the start date." in html
+    assert [event.action for event in response.context["page"].object_list] == ["upload.create"]
+    assert f'<option value="{curator.pk}" selected>curator</option>' in html
+
+
+def test_audit_log_pages_keep_every_filter(client, admin_user, curator):
+    for number in range(55):
+        audit_record(actor=curator, action="upload.create", obj=curator, after={"n": number})
+    client.force_login(admin_user)
+    html = client.get(reverse("accounts:audit_list"), {"person": curator.pk, "q": "upload", "until": ""}).content
+    html = html.decode()
+    assert f"?person={curator.pk}&amp;q=upload&amp;page=2" in html
+    assert f'href="/accounts/audit/export.csv?person={curator.pk}&amp;q=upload"' in html
+
+
+def test_audit_log_csv_export_has_the_filtered_rows_and_is_audited(client, make_user, admin_user, curator, engineer):
+    prankster = make_user("curator", username="=HYPERLINK(1)")
+    audit_record(
+        actor=curator, action="model.stage", obj=curator, before={"stage": "candidate"}, after={"stage": "production"}
+    )
+    audit_record(actor=curator, action="upload.create", obj=prankster, after={"file": "tickets.csv"})
+    audit_record(actor=engineer, action="training.start", obj=engineer)
+    client.force_login(admin_user)
+
+    response = client.get(reverse("accounts:audit_export"), {"person": curator.pk})
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-log-')
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["when", "who", "action", "object type", "object id", "object", "changes", "before", "after"]
+    assert [row[2] for row in rows[1:]] == ["upload.create", "model.stage"]
+    assert rows[2][1] == "curator" and rows[2][6] == "stage: candidate → production"
+    assert rows[1][5] == "'=HYPERLINK(1)"  # a spreadsheet would run it as a formula
+
+    export = AuditEvent.objects.get(action="audit.export")
+    assert export.actor == admin_user
+    assert export.after == {"filters": {"person": str(curator.pk)}, "rows": 2}
+
+
+def test_audit_log_csv_export_is_for_admins_only(client, curator):
+    client.force_login(curator)
+    assert client.get(reverse("accounts:audit_export")).status_code == 403
+    assert not AuditEvent.objects.filter(action="audit.export").exists()
