@@ -57,6 +57,14 @@ def detect_format(filename: str) -> str | None:
     return _EXTENSIONS.get(Path(filename).suffix.lower())
 
 
+def row_limit_text(max_row_bytes: int) -> str:
+    """4194304 -> "4 MB (4,194,304 bytes)": the row limit as people read it, with the exact figure."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if max_row_bytes >= factor:
+            return f"{max_row_bytes / factor:.3g} {unit} ({max_row_bytes:,} bytes)"
+    return f"{max_row_bytes:,} bytes"
+
+
 def _excerpt(raw: bytes | str, limit: int = 160) -> str:
     if isinstance(raw, bytes):
         raw = raw[: limit * 4].decode("utf-8", errors="replace")
@@ -112,6 +120,7 @@ def sniff_columns(path: str | Path, fmt: str, *, max_row_bytes: int, rows: int =
     """Column names, from the CSV/TSV header or the keys of the first JSON objects, in first-seen order."""
     seen: dict[str, None] = {}
     count = 0
+    first_problem: Problem | None = None
     for item in read_rows(path, fmt, max_row_bytes=max_row_bytes):
         if isinstance(item, RawRow):
             for key in item.data:
@@ -119,7 +128,21 @@ def sniff_columns(path: str | Path, fmt: str, *, max_row_bytes: int, rows: int =
             count += 1
             if fmt in ("csv", "tsv") or count >= rows:
                 break
+        elif first_problem is None:
+            first_problem = item
     if not seen:
+        # Say what stopped the first row, not only that there were none (a 30 MB line read as "no rows").
+        if first_problem is not None and first_problem.reason == "too_long":
+            raise FileRejected(
+                f"Line {first_problem.line:,} is longer than the limit of {row_limit_text(max_row_bytes)} per row, "
+                "and no other row could be read, so there are no columns to choose from. "
+                "Shorten or split that text, or check that each record ends with a line break, and upload again."
+            )
+        if first_problem is not None:
+            raise FileRejected(
+                "No readable rows were found, so there are no columns. "
+                f"The first problem is on line {first_problem.line:,}: {first_problem.message}"
+            )
         raise FileRejected("No readable rows were found in the first part of the file, so there are no columns.")
     return list(seen)
 
@@ -200,7 +223,7 @@ def _read_jsonl(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | Probl
             yield Problem(
                 line_no,
                 "too_long",
-                f"This line is {total:,} bytes; the limit is {max_row_bytes:,} bytes per row.",
+                f"This line is {total:,} bytes; the limit is {row_limit_text(max_row_bytes)} per row.",
                 excerpt=excerpt,
             )
             continue
@@ -242,7 +265,7 @@ def _read_json_array(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | 
             return Problem(
                 index,
                 "too_long",
-                f"This record is {element_size:,} bytes; the limit is {max_row_bytes:,} bytes per row.",
+                f"This record is {element_size:,} bytes; the limit is {row_limit_text(max_row_bytes)} per row.",
                 excerpt=_excerpt(bytes(element)),
             )
         if too_deep:
@@ -341,7 +364,8 @@ def _read_delimited(binary: BinaryIO, delimiter: str, max_row_bytes: int) -> Ite
         except csv.Error as exc:
             reason = "too_long" if "field larger" in str(exc) else "bad_csv"
             message = (
-                f"A cell is longer than the limit of {max_row_bytes:,} bytes."
+                f"This row is longer than the limit of {row_limit_text(max_row_bytes)} per row "
+                "(one of its cells alone passes it)."
                 if reason == "too_long"
                 else f"This row is not valid CSV: {exc}."
             )
@@ -351,6 +375,15 @@ def _read_delimited(binary: BinaryIO, delimiter: str, max_row_bytes: int) -> Ite
         line = line_start
         line_start = reader.line_num + 1
         if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        size = sum(map(len, row))  # characters, like csv's own cell limit: cheap, and a byte count within 4x
+        if size > max_row_bytes:
+            yield Problem(
+                line,
+                "too_long",
+                f"This row is longer than the limit of {row_limit_text(max_row_bytes)} per row.",
+                excerpt=_excerpt(row[0]),
+            )
             continue
         if len(row) != width:
             yield Problem(

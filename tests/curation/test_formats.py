@@ -150,6 +150,38 @@ def test_column_names_come_from_header_or_first_objects(write_file):
     assert formats.sniff_columns(path, "jsonl", max_row_bytes=LIMIT) == ["x", "y"]
 
 
+def test_a_line_over_the_row_limit_after_a_valid_header_is_named_with_the_limit(write_file, tmp_path):
+    # As found: a 30 MB line after a valid header said "No readable rows were found ..., so there are no columns".
+    limit = 4 * 1024 * 1024
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as handle:
+        handle.write(b"question,answer\n")
+        for _ in range(30):
+            handle.write(b"x" * (1024 * 1024))
+        handle.write(b",short\n")
+    with pytest.raises(FileRejected) as caught:
+        formats.sniff_columns(path, "csv", max_row_bytes=limit)
+    assert str(caught.value).startswith("Line 2 is longer than the limit of 4 MB (4,194,304 bytes) per row")
+    assert "No readable rows" not in str(caught.value)
+
+    jsonl = write_file("huge.jsonl", '{"q": "' + "x" * (LIMIT + 10) + '"}\n')
+    with pytest.raises(FileRejected, match=r"^Line 1 is longer than the limit of 64 KB \(65,536 bytes\) per row"):
+        formats.sniff_columns(jsonl, "jsonl", max_row_bytes=LIMIT)
+
+
+def test_a_csv_row_over_the_limit_is_reported_as_too_long_and_the_rest_is_read(write_file):
+    many_cells = ",".join(["x" * 1000] * 70)  # each cell is fine; the row together is over 64 KB
+    one_cell = "y" * (LIMIT + 1)
+    header = ",".join(f"c{i}" for i in range(70))
+    path = write_file("t.csv", "\n".join([header, many_cells, one_cell, ",".join("z" * 70)]) + "\n")
+    items = rows(path, "csv")
+    assert problems(items) == [(2, "too_long"), (3, "too_long")]
+    for problem in items[:2]:
+        assert "longer than the limit of 64 KB (65,536 bytes) per row" in problem.message
+    assert isinstance(items[2], RawRow) and items[2].line == 4
+    assert formats.sniff_columns(path, "csv", max_row_bytes=LIMIT)[:2] == ["c0", "c1"]
+
+
 def test_lone_surrogate_escapes_are_rejected_per_row(write_file):
     path = write_file(
         "t.jsonl",
