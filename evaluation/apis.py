@@ -69,6 +69,15 @@ def _use_case_or_404(slug: str) -> UseCase:
 class EvalRunOutput(serializers.ModelSerializer):
     status_label = serializers.CharField(source="get_status_display")
     model = serializers.CharField(source="subject_name", help_text="The evaluated model's name.")
+    empty_outputs = serializers.IntegerField(help_text="Rows whose answer has no text (counted when scored).")
+    mostly_empty = serializers.BooleanField(
+        source="is_mostly_empty",
+        help_text=f"True when more than {EvalRun.EMPTY_OUTPUT_LIMIT:.0%} of the answers have no text: the scores are "
+        "not a result, and the promotion gate refuses the model.",
+    )
+    empty_outputs_text = serializers.CharField(
+        help_text='In words, e.g. "The model produced no text for 100% of rows (51 of 51)."; blank when none is empty.'
+    )
 
     class Meta:
         model = EvalRun
@@ -89,6 +98,9 @@ class EvalRunOutput(serializers.ModelSerializer):
             "fairness",
             "fairness_threshold",
             "judge_agreement",
+            "empty_outputs",
+            "mostly_empty",
+            "empty_outputs_text",
             "error",
             "created_at",
             "started_at",
@@ -135,7 +147,10 @@ class EvalRunInput(serializers.Serializer):
 class PredictionOutput(serializers.ModelSerializer):
     row_index = serializers.IntegerField(source="example.row_index")
     input = serializers.CharField(source="example.input")
-    reference = serializers.SerializerMethodField()
+    reference = serializers.CharField(
+        help_text="What the answer was scored against: the expected answer (instruction/response) or the label "
+        "(classification)."
+    )
     group = serializers.CharField(source="example.group")
 
     class Meta:
@@ -151,9 +166,6 @@ class PredictionOutput(serializers.ModelSerializer):
             "judge_reason",
             "human_score",
         ]
-
-    def get_reference(self, prediction) -> str:
-        return prediction.example.label or prediction.example.target
 
 
 class RescoreInput(serializers.Serializer):
@@ -328,9 +340,10 @@ class UseCaseInput(serializers.Serializer):
 
 
 class GateCheckOutput(serializers.Serializer):
-    name = serializers.CharField()
-    kind = serializers.CharField()
+    name = serializers.CharField(help_text="The metric or KPI of the rule (answers: the check on empty answers).")
+    kind = serializers.CharField(help_text="metric, kpi, answers (empty answers) or gate (no rules).")
     rule = serializers.CharField()
+    label = serializers.CharField(help_text="The rule's subject in plain words, e.g. ROUGE-L.")
     candidate = serializers.FloatField(required=False)
     baseline = serializers.FloatField(required=False)
     delta = serializers.FloatField(required=False)

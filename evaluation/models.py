@@ -44,6 +44,9 @@ class EvalRun(models.Model):
         FAILED = "failed", "Failed"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    # A run whose answers are empty for more than this share of its rows is flagged everywhere it is shown and
+    # never passes a promotion gate: its scores (all near 0) and fairness gaps (all near 0) say nothing.
+    EMPTY_OUTPUT_LIMIT = 0.5
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     base_model = models.ForeignKey(
@@ -68,6 +71,9 @@ class EvalRun(models.Model):
     fairness = models.JSONField(default=dict, blank=True)
     judge_agreement = models.JSONField(default=dict, blank=True)
     fairness_threshold = models.FloatField(default=0.1)
+    empty_outputs = models.PositiveIntegerField(
+        default=0, help_text="Answers with no text (blank or only spaces), counted when the run is scored."
+    )
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +115,45 @@ class EvalRun(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    @property
+    def reference_field(self) -> str:
+        """The example field the answers are scored against: the label to choose, or the answer to write."""
+        return "label" if self.task == TaskType.CLASSIFICATION else "target"
+
+    def reference_of(self, example) -> str:
+        """What this run scored an answer against, as people read it next to the answer."""
+        return getattr(example, self.reference_field)
+
+    @property
+    def empty_share(self) -> float:
+        """The share of the rows whose answer has no text (0 before the run is scored)."""
+        return self.empty_outputs / self.total if self.total else 0.0
+
+    @property
+    def is_mostly_empty(self) -> bool:
+        """Finished with no text for more than EMPTY_OUTPUT_LIMIT of its rows: its scores are not a result."""
+        return (
+            self.status == self.Status.SUCCEEDED
+            and self.empty_outputs > 0
+            and (self.empty_share > self.EMPTY_OUTPUT_LIMIT)
+        )
+
+    @property
+    def empty_outputs_share_text(self) -> str:
+        """E.g. "100% of rows (51 of 51)"; blank when every answer has text."""
+        if not self.empty_outputs:
+            return ""
+        percent = self.empty_share * 100
+        # Rounded down, so that 99.6% never reads as all of them.
+        shown = "100" if self.empty_outputs >= self.total else ("less than 1" if percent < 1 else f"{int(percent)}")
+        return f"{shown}% of rows ({self.empty_outputs:,} of {self.total:,})"
+
+    @property
+    def empty_outputs_text(self) -> str:
+        """E.g. "The model produced no text for 100% of rows (51 of 51)."; blank when every answer has text."""
+        share = self.empty_outputs_share_text
+        return f"The model produced no text for {share}." if share else ""
+
 
 class Prediction(models.Model):
     run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="predictions")
@@ -126,6 +171,11 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"Prediction of run #{self.run_id} for example #{self.example_id}"
+
+    @property
+    def reference(self) -> str:
+        """What the answer was scored against (the run's task decides: label or target)."""
+        return self.run.reference_of(self.example)
 
 
 class Kpi(models.Model):

@@ -203,12 +203,11 @@ def comparison(subject_names: list[str], *, version=None, limit: int = 50) -> di
         # Side by side needs the same inputs: use the version most of them were evaluated on.
         versions = [run.dataset_version_id for run in found]
         common = max(set(versions), key=versions.count)
-        runs = {
-            name: latest_run(
-                subject_name=name, version=found[[r.dataset_version_id for r in found].index(common)].dataset_version
-            )
-            for name in subject_names
-        }
+        version = found[versions.index(common)].dataset_version
+        runs = {name: latest_run(subject_name=name, version=version) for name in subject_names}
+    # A model evaluated only on other data still shows its latest evaluation (the page says which version it used)
+    # rather than "not evaluated yet".
+    runs = {name: run or latest_run(subject_name=name) for name, run in runs.items()}
     metric_names = sorted(
         {key for run in runs.values() if run for key, value in run.metrics.items() if isinstance(value, int | float)}
     )
@@ -227,9 +226,14 @@ def comparison(subject_names: list[str], *, version=None, limit: int = 50) -> di
         if any(values):
             kpis.append({"kpi": kpi, "values": values})
     outputs = []
-    run_ids = {s: runs[s].pk for s in subject_names if runs[s]}
+    # Answers side by side only for the runs on the same rows as the first one (other versions have other rows).
+    on_version = [run for run in runs.values() if run and version and run.dataset_version_id == version.pk]
+    first_run = on_version[0] if on_version else next((run for run in runs.values() if run), None)
+    run_ids = {
+        s: runs[s].pk for s in subject_names if runs[s] and runs[s].dataset_version_id == first_run.dataset_version_id
+    }
     if run_ids:
-        first = next(iter(run_ids.values()))
+        first = first_run.pk
         examples = list(
             Prediction.objects.filter(run_id=first).select_related("example").order_by("example__row_index")[:limit]
         )
@@ -244,13 +248,14 @@ def comparison(subject_names: list[str], *, version=None, limit: int = 50) -> di
                 {
                     "example_id": example.pk,
                     "input": example.input,
-                    "reference": example.label or example.target,
+                    "reference": first_run.reference_of(example),
                     "group": example.group,
                     "outputs": [by_run[run_ids[s]].get(example.pk) if s in run_ids else None for s in subject_names],
                 }
             )
     return {
         "subjects": subject_names,
+        "version": first_run.dataset_version if first_run else None,
         "runs": [runs[s] for s in subject_names],
         "metrics": table,
         "fairness": [runs[s].fairness if runs[s] else {} for s in subject_names],

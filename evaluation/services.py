@@ -361,7 +361,7 @@ def eval_run_score(*, run: EvalRun, metric_names: list[str] | None = None) -> Ev
         .values_list("output", "example__target", "example__label", "example__group", "judge_score", "human_score")
     )
     outputs = [row[0] for row in rows]
-    golds = [row[2] if run.task == TaskType.CLASSIFICATION else row[1] for row in rows]
+    golds = [row[2] if run.reference_field == "label" else row[1] for row in rows]
     groups = [row[3] for row in rows]
     names = metric_names or [
         name for name in metric_lib.default_metrics(run.task) if name not in ("perplexity", "judge_score")
@@ -397,6 +397,7 @@ def eval_run_score(*, run: EvalRun, metric_names: list[str] | None = None) -> Ev
         per_group=by_group,
         fairness=fairness,
         judge_agreement=agreement,
+        empty_outputs=sum(1 for output in outputs if not output.strip()),
     )
     run.refresh_from_db()
     return run
@@ -899,11 +900,31 @@ def kpi_ensure(
 
 
 def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
-    """Compare the candidate with the production model (or the base model when none) under the use case's rules."""
+    """Compare the candidate with the production model (or the base model when none) under the use case's rules.
+
+    Every check has a `label` and a `reason` in plain words. A candidate whose latest evaluation on the gate's data
+    produced no text for most rows (EvalRun.is_mostly_empty) fails, whatever the rules' margins.
+    """
     from evaluation import selectors
 
     baseline_name = use_case.production.name if use_case.production_id else candidate.base_model.name
+    version = use_case.eval_version or candidate.dataset_version
+    where = f"{version.dataset.name}, version {version.number}"
+    kpis = {kpi.slug: kpi for kpi in Kpi.objects.all()}
     checks = []
+    latest = selectors.latest_run(subject_name=candidate.name, version=version)
+    if latest is not None and latest.is_mostly_empty:
+        checks.append(
+            {
+                "name": "answers",
+                "kind": "answers",
+                "rule": "not_empty",
+                "label": "Answers with text",
+                "passed": False,
+                "reason": f"{latest.empty_outputs_text.rstrip('.')} in evaluation #{latest.pk}, so it cannot be "
+                "promoted, whatever its scores.",
+            }
+        )
     for rule in use_case.gate or []:
         name, kind, mode, margin = (
             rule.get("name"),
@@ -912,6 +933,7 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
             float(rule.get("margin", 0)),
         )
         if kind == "kpi":
+            label = kpis[name].name if name in kpis else str(name)
             result = selectors.kpi_comparison_pair(kpi_slug=name, baseline=baseline_name, candidate=candidate.name)
             if result is None:
                 checks.append(
@@ -919,8 +941,10 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
                         "name": name,
                         "kind": kind,
                         "rule": mode,
+                        "label": label,
                         "passed": False,
-                        "reason": f"No {name} observations for both {candidate.name} and {baseline_name} yet.",
+                        "reason": f"{label} has no figures for both {candidate.name} and {baseline_name} yet: "
+                        "import them.",
                     }
                 )
                 continue
@@ -932,19 +956,21 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
             significant = result["comparison"]["significant"]
         else:
             spec = metric_lib.METRICS.get(name)
-            version = use_case.eval_version or candidate.dataset_version
+            label = spec.label if spec else str(name)
             candidate_value = selectors.latest_metric(subject_name=candidate.name, metric=name, version=version)
             baseline_value = selectors.latest_metric(subject_name=baseline_name, metric=name, version=version)
             if spec is None or candidate_value is None or baseline_value is None:
+                if spec is None:
+                    reason = f"“{name}” is not a score Tuning Desk measures: change this rule of the gate."
+                elif candidate_value is None and baseline_value is None:
+                    reason = f"{label} is not measured for this model or for {baseline_name} on {where} yet: "
+                    reason += "evaluate both."
+                elif candidate_value is None:
+                    reason = f"{label} is not measured for this model on {where} yet: evaluate it."
+                else:
+                    reason = f"{label} is not measured for {baseline_name} on {where} yet: evaluate it too."
                 checks.append(
-                    {
-                        "name": name,
-                        "kind": kind,
-                        "rule": mode,
-                        "passed": False,
-                        "reason": f"{name} is not measured for both {candidate.name} and {baseline_name} "
-                        "on the same data yet: evaluate both.",
-                    }
+                    {"name": name, "kind": kind, "rule": mode, "label": label, "passed": False, "reason": reason}
                 )
                 continue
             higher, significant = spec.higher_is_better, True
@@ -963,6 +989,7 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
                 "name": name,
                 "kind": kind,
                 "rule": mode,
+                "label": label,
                 "candidate": candidate_value,
                 "baseline": baseline_value,
                 "delta": delta,
@@ -976,6 +1003,7 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
                 "name": "gate",
                 "kind": "gate",
                 "rule": "defined",
+                "label": "Gate rules",
                 "passed": False,
                 "reason": "This use case has no gate rules yet; add at least one.",
             }
@@ -988,6 +1016,20 @@ def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
     }
 
 
+def gate_failures(gate: dict) -> list[str]:
+    """Why a gate check does not pass, one plain sentence per failing rule, e.g. "ROUGE-L must not get worse by more
+    than 0.01." or "ROUGE-L is not measured for this model on …" (no internal names)."""
+    sentences = []
+    for check in gate["checks"]:
+        if check["passed"]:
+            continue
+        reason = check["reason"]
+        if reason.startswith("fails: "):
+            reason = f"{check.get('label') or check['name']} {reason.removeprefix('fails: ')}"
+        sentences.append(reason if reason.endswith(".") else reason + ".")
+    return sentences
+
+
 def model_promote(*, use_case: UseCase, trained: TrainedModel, to_stage: str, actor, note: str = "") -> StageChange:
     """Candidate → staging → production, only when the gate passes; the replaced model is kept for rollback."""
     if to_stage not in (TrainedModel.Stage.STAGING, TrainedModel.Stage.PRODUCTION):
@@ -996,8 +1038,8 @@ def model_promote(*, use_case: UseCase, trained: TrainedModel, to_stage: str, ac
         raise ValidationError({"model": f"{trained.name} is for {trained.task}; this use case is {use_case.task}."})
     gate = gate_check(use_case=use_case, candidate=trained)
     if not gate["passed"]:
-        failing = "; ".join(f"{c['name']}: {c['reason']}" for c in gate["checks"] if not c["passed"])
-        raise ValidationError(f"The gate does not pass, so {trained.name} cannot be promoted. {failing}.")
+        failing = " ".join(gate_failures(gate))
+        raise ValidationError(f"The gate does not pass, so {trained.name} cannot be promoted. {failing}")
     with transaction.atomic():
         use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
         before = trained.stage

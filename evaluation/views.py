@@ -599,10 +599,25 @@ def _best_flags(values: list, higher_is_better: bool, name: str) -> list[bool]:
 
 def _comparison_view(data: dict, *, can_view_rows: bool) -> dict:
     runs = data["runs"]
-    columns = [{"name": name, "run": run} for name, run in zip(data["subjects"], runs, strict=True)]
+    version = data["version"]
+    mixed = len({run.dataset_version_id for run in runs if run}) > 1
+    columns = [
+        {
+            "name": name,
+            "run": run,
+            "other_version": bool(run and version and run.dataset_version_id != version.pk),
+            "empty": run.is_mostly_empty if run else False,
+        }
+        for name, run in zip(data["subjects"], runs, strict=True)
+    ]
     metric_rows = []
     for row in data["metrics"]:
-        flags = _best_flags(row["values"], row["higher_is_better"], row["metric"])
+        # Scores on different data are not ranked; neither is a model that mostly answered nothing.
+        values = [
+            None if mixed or (run and run.is_mostly_empty) else value
+            for value, run in zip(row["values"], runs, strict=True)
+        ]
+        flags = _best_flags(values, row["higher_is_better"], row["metric"])
         metric_rows.append(
             {
                 "label": row["label"],
@@ -624,10 +639,11 @@ def _comparison_view(data: dict, *, can_view_rows: bool) -> dict:
                     "gap": metric_amount_text(name, gaps[name]["gap"]),
                     "groups": f"{gaps[name]['best_group']} vs {gaps[name]['worst_group']}",
                     "flagged": gaps[name].get("flagged"),
+                    "empty": bool(run and run.is_mostly_empty),
                 }
                 if gaps and name in gaps
                 else None
-                for gaps in data["fairness"]
+                for gaps, run in zip(data["fairness"], runs, strict=True)
             ],
         }
         for name in fairness_names
@@ -649,15 +665,15 @@ def _comparison_view(data: dict, *, can_view_rows: bool) -> dict:
         }
         for row in data["kpis"]
     ]
-    versions = {run.dataset_version_id for run in runs if run}
     return {
         "columns": columns,
         "metric_rows": metric_rows,
         "fairness_rows": fairness_rows,
         "kpi_rows": kpi_rows,
         "outputs": data["outputs"] if can_view_rows else [],
-        "mixed_versions": len(versions) > 1,
-        "version": next((run.dataset_version for run in runs if run), None),
+        "mixed_versions": mixed,
+        "version": version,
+        "empty_columns": [column for column in columns if column["empty"]],
     }
 
 
@@ -793,12 +809,16 @@ def _gate_rows(gate: dict, kpis: dict[str, Kpi]) -> list[dict]:
             label = metric_label(name)
             show, delta = (lambda v, n=name: metric_text(n, v)), (lambda v, n=name: metric_delta_text(n, v))
         else:
-            label, show, delta = "Gate rules", (lambda v: "–"), (lambda v: "–")
+            label, show, delta = check.get("label") or "Gate rules", (lambda v: "–"), (lambda v: "–")
         reason = check.get("reason", "")
         rows.append(
             {
                 "label": label,
-                "rule": {"improve": "Must improve", "no_regress": "Must not get worse"}.get(check["rule"], "—"),
+                "rule": {
+                    "improve": "Must improve",
+                    "no_regress": "Must not get worse",
+                    "not_empty": "Must answer with text",
+                }.get(check["rule"], "—"),
                 "candidate": show(check.get("candidate")),
                 "baseline": show(check.get("baseline")),
                 "delta": delta(check.get("delta")),
@@ -811,7 +831,12 @@ def _gate_rows(gate: dict, kpis: dict[str, Kpi]) -> list[dict]:
 
 def _gate_view(use_case: UseCase, trained: TrainedModel, kpis: dict[str, Kpi]) -> dict:
     gate = services.gate_check(use_case=use_case, candidate=trained)
-    return {"passed": gate["passed"], "baseline": gate["baseline"], "rows": _gate_rows(gate, kpis)}
+    return {
+        "passed": gate["passed"],
+        "baseline": gate["baseline"],
+        "rows": _gate_rows(gate, kpis),
+        "failures": services.gate_failures(gate),
+    }
 
 
 def _rollback_target(use_case: UseCase) -> TrainedModel | None:
