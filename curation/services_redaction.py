@@ -14,7 +14,8 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.services import audit_record
@@ -149,26 +150,46 @@ def redaction_run_start(*, version: DatasetVersion, actor, config: dict | None =
     return run
 
 
-def redaction_run_execute(*, run_id: int, stale_after_seconds: int = 600) -> RedactionRun | None:
+def redaction_run_execute(
+    *, run_id: int, stale_after_seconds: int = 600, rows_per_task: int | None = None, queue: str | None = None
+) -> RedactionRun | None:
     """Detect personal data in every text field of every row, in chunks committed one by one.
 
     Safe to run twice and after a crash: the run is claimed atomically (queued → running, or a running
-    run whose heartbeat is stale), and detection resumes after the last committed row.
+    run whose heartbeat is stale), and detection resumes after the last committed row. After
+    ``rows_per_task`` rows (setting TUNINGDESK_REDACTION_ROWS_PER_TASK) the run goes back to the queue and a
+    fresh task on ``queue`` (the one this task came from) takes it on, so a worker's ``--max-memory-per-child``
+    can replace the process inside a long run.
     """
+    from curation.tasks import redaction_run_task
+
+    if rows_per_task is None:
+        rows_per_task = settings.TUNINGDESK_REDACTION_ROWS_PER_TASK
     now = timezone.now()
     stale = now - timezone.timedelta(seconds=stale_after_seconds)
     claimed = RedactionRun.objects.filter(
         Q(status=RedactionRun.Status.QUEUED) | Q(status=RedactionRun.Status.RUNNING, heartbeat_at__lt=stale),
         pk=run_id,
-    ).update(status=RedactionRun.Status.RUNNING, heartbeat_at=now, started_at=now)
+    ).update(status=RedactionRun.Status.RUNNING, heartbeat_at=now, started_at=Coalesce(F("started_at"), Value(now)))
     if not claimed:
         return None
     run = RedactionRun.objects.select_related("version").get(pk=run_id)
+    done_here = 0
     try:
         engine = engine_for(run)
         total = max(run.version.row_count, 1)
         while True:
-            examples = list(run.version.examples.filter(row_index__gt=run.last_row_index).order_by("row_index")[:CHUNK])
+            if done_here >= rows_per_task and run.version.examples.filter(row_index__gt=run.last_row_index).exists():
+                with transaction.atomic():
+                    handed = RedactionRun.objects.filter(pk=run_id, status=RedactionRun.Status.RUNNING).update(
+                        status=RedactionRun.Status.QUEUED, heartbeat_at=timezone.now()
+                    )
+                    if handed:
+                        transaction.on_commit(lambda: redaction_run_task.apply_async(args=[run_id], queue=queue))
+                run.refresh_from_db()
+                return run
+            chunk = min(CHUNK, max(rows_per_task - done_here, 1))
+            examples = list(run.version.examples.filter(row_index__gt=run.last_row_index).order_by("row_index")[:chunk])
             if not examples:
                 break
             fields = [(example, name, text) for example in examples for name, text in _text_fields(example)]
@@ -195,6 +216,7 @@ def redaction_run_execute(*, run_id: int, stale_after_seconds: int = 600) -> Red
                 run.progress = min(run.processed / total, 1.0)
                 run.heartbeat_at = timezone.now()
                 run.save(update_fields=["processed", "last_row_index", "finding_count", "progress", "heartbeat_at"])
+            done_here += len(examples)
         run.status = RedactionRun.Status.REVIEW
         run.progress = 1.0
         run.finished_at = timezone.now()
@@ -546,8 +568,9 @@ def pseudonyms_read(*, run: RedactionRun, actor) -> dict[str, str]:
 def redaction_runs_stale(*, stale_after_seconds: int = 600) -> list[int]:
     """Runs that claim to be running but whose heartbeat stopped: their worker died."""
     stale = timezone.now() - timezone.timedelta(seconds=stale_after_seconds)
+    # A run handed over to the queue mid-way has a heartbeat too; if its message was lost, it is stale as well.
     return list(
-        RedactionRun.objects.filter(status=RedactionRun.Status.RUNNING, heartbeat_at__lt=stale).values_list(
-            "pk", flat=True
-        )
+        RedactionRun.objects.filter(
+            status__in=[RedactionRun.Status.RUNNING, RedactionRun.Status.QUEUED], heartbeat_at__lt=stale
+        ).values_list("pk", flat=True)
     )

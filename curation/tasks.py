@@ -14,12 +14,15 @@ def dedupe_run_task(run_id: int) -> None:
     services.dedupe_run_execute(run_id=run_id)
 
 
-@shared_task(acks_late=True, soft_time_limit=12 * 3600, time_limit=12 * 3600 + 300)
-def redaction_run_task(run_id: int) -> None:
-    """Detect personal data in a version; claims the run, so a redelivered message does nothing."""
+@shared_task(bind=True, acks_late=True, soft_time_limit=12 * 3600, time_limit=12 * 3600 + 300)
+def redaction_run_task(self, run_id: int) -> None:
+    """Detect personal data in a version; claims the run, so a redelivered message does nothing.
+
+    A long run hands over to a fresh task on the same queue every TUNINGDESK_REDACTION_ROWS_PER_TASK rows.
+    """
     from curation.services_redaction import redaction_run_execute
 
-    redaction_run_execute(run_id=run_id)
+    redaction_run_execute(run_id=run_id, queue=(self.request.delivery_info or {}).get("routing_key"))
 
 
 @shared_task

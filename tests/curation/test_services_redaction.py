@@ -263,3 +263,93 @@ def test_detection_runs_on_a_real_worker(transactional_db, celery_worker_proc, m
     assert run.status == RedactionRun.Status.REVIEW, run.error
     assert run.findings.exists()
     json.dumps(run.config)
+
+
+def test_a_long_run_hands_over_to_fresh_tasks_and_finds_the_same(
+    version, reviewer, curator, tmp_path, django_capture_on_commit_callbacks
+):
+    from curation.tasks import redaction_run_task
+
+    # The same rows in a second version, detected in one go, give the findings to expect.
+    path = write_tickets(tmp_path / "again.jsonl", count=24, seed=3)
+    twin = services.dataset_import(
+        path=path,
+        dataset_name="Tickets again",
+        actor=curator,
+        mapping={"input": "customer_message", "target": "agent_reply", "label": "category", "group": "segment"},
+    ).version
+    whole = redaction_run_start(version=twin, actor=reviewer)
+    redaction_run_execute(run_id=whole.pk)
+    expected = set(whole.findings.values_list("example__row_index", "field", "start", "end", "entity_type"))
+
+    run = redaction_run_start(version=version, actor=reviewer)
+    handed: list[int] = []
+    tasks = 0
+    while True:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            redaction_run_execute(run_id=run.pk, rows_per_task=10, queue="default")
+        tasks += 1
+        run.refresh_from_db()
+        if run.status != RedactionRun.Status.QUEUED:
+            break
+        # Handed over: back in the queue with its place kept, and exactly one message for the next task.
+        handed.append(run.processed)
+        assert len(callbacks) == 1 and run.started_at is not None and run.heartbeat_at is not None
+        assert run.progress == pytest.approx(run.processed / 24)
+    assert (tasks, handed) == (3, [10, 20])
+    assert (run.status, run.processed, run.progress) == (RedactionRun.Status.REVIEW, 24, 1.0)
+    found = set(run.findings.values_list("example__row_index", "field", "start", "end", "entity_type"))
+    assert found == expected and run.finding_count == len(expected)
+    assert redaction_run_task.name == "curation.tasks.redaction_run_task"
+
+
+def test_a_run_handed_over_whose_message_was_lost_is_reaped(version, reviewer):
+    from curation.services_redaction import redaction_runs_stale
+
+    run = redaction_run_start(version=version, actor=reviewer)
+    RedactionRun.objects.filter(pk=run.pk).update(status=RedactionRun.Status.QUEUED, heartbeat_at=timezone.now())
+    assert redaction_runs_stale() == []
+    RedactionRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timezone.timedelta(hours=1))
+    assert redaction_runs_stale() == [run.pk]
+
+
+@pytest.mark.worker
+def test_a_worker_recycled_by_memory_limit_finishes_a_long_run(transactional_db, make_user, tmp_path):
+    """A real worker with --max-memory-per-child replaces its pool process after every task (limit 1 KB);
+    a run of 10 rows handed over every 4 rows still finishes, in three processes."""
+    import re as regex
+
+    from curation.tasks import redaction_run_task
+    from tests.conftest import wait_for
+    from tests.training.test_recovery import WorkerProcess
+
+    curator = make_user("curator")
+    reviewer = make_user("privacy_reviewer", username="rev")
+    path = write_tickets(tmp_path / "t.jsonl", count=10, seed=11)
+    version = services.dataset_import(
+        path=path,
+        dataset_name="Recycled",
+        actor=curator,
+        mapping={"input": "customer_message", "target": "agent_reply"},
+    ).version
+    worker = WorkerProcess(
+        "redaction-recycle", "recycle", args=("--max-memory-per-child", "1"), TUNINGDESK_REDACTION_ROWS_PER_TASK="4"
+    )
+    try:
+        # Made directly rather than by redaction_run_start, whose message would go to the shared default queue;
+        # only this test's worker listens on this one, and each handover follows the queue its task came from.
+        run = RedactionRun.objects.create(version=version, config=redaction_config_clean(None), created_by=reviewer)
+        redaction_run_task.apply_async(args=[run.pk], queue="redaction-recycle")
+
+        def finished():
+            run.refresh_from_db()
+            return run.status in (RedactionRun.Status.REVIEW, RedactionRun.Status.FAILED)
+
+        wait_for(finished, timeout=240)
+        assert run.status == RedactionRun.Status.REVIEW, run.error
+        assert run.processed == 10 and run.findings.exists()
+        done = [line for line in worker.lines if "redaction_run_task" in line and "succeeded" in line]
+        processes = {regex.search(r"/(\S+?)\]", line).group(1) for line in done}
+        assert len(done) == 3 and len(processes) == 3, "".join(worker.lines[-40:])
+    finally:
+        worker.stop()

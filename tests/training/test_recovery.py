@@ -27,7 +27,7 @@ STEPS = 600
 class WorkerProcess:
     """``celery worker`` in its own process group, so SIGKILL takes the pool child with it, as a crash would."""
 
-    def __init__(self, queue: str, name: str, **env):
+    def __init__(self, queue: str, name: str, args: tuple[str, ...] = (), **env):
         self.lines: list[str] = []
         ready = threading.Event()
         self.proc = subprocess.Popen(
@@ -48,6 +48,7 @@ class WorkerProcess:
                 "--without-gossip",
                 "-n",
                 f"{name}-{os.getpid()}@%h",
+                *args,
             ],
             env={
                 **os.environ,
