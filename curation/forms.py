@@ -55,7 +55,9 @@ class UploadForm(forms.Form):
         choices=[("", "Tell from the file name"), *Upload.Format.choices],
         required=False,
     )
-    file = forms.FileField(label="File")
+    file = forms.FileField(
+        label="File", error_messages={"required": "Choose a file to upload.", "empty": "The file is empty."}
+    )
 
     def __init__(self, *args, too_large: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

@@ -334,11 +334,17 @@ def upload_create(request):
             else:
                 return redirect("curation:upload_detail", upload.pk)
         status = 413 if form.too_large else 200
+        # Browsers never fill a file box again (a page cannot choose files for the person), so the page names
+        # the file that was chosen and asks for it once more; the other fields come back as they were.
+        chosen = files.get("file")
+        chosen_name = Path(chosen.name).name if chosen else ""
     else:
         form = UploadForm()
         status = 200
+        chosen_name = ""
     datasets = selectors.dataset_list().values_list("name", flat=True)
-    return render(request, "curation/upload_create.html", {"form": form, "datasets": datasets}, status=status)
+    context = {"form": form, "datasets": datasets, "chosen_name": chosen_name}
+    return render(request, "curation/upload_create.html", context, status=status)
 
 
 def _upload_or_404(request, upload_id: int) -> Upload:

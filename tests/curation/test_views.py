@@ -559,6 +559,37 @@ def test_upload_errors_from_the_service_appear_next_to_the_field(client, curator
     assert not Upload.objects.exists()
 
 
+def test_upload_without_a_file_says_so_next_to_the_file_box_and_keeps_the_fields(client, curator):
+    client.force_login(curator)
+    response = client.post(
+        reverse("curation:upload_create"), {"dataset_name": "Kept name", "task_type": "classification", "format": "csv"}
+    )
+    html = response.content.decode()
+    field = re.search(r'id="field-file".*?</div>', html, re.S).group(0)
+    assert "Choose a file to upload." in field
+    assert 'value="Kept name"' in html
+    assert re.search(r'value="classification"[^>]*checked', html)
+    assert re.search(r'<option value="csv" selected>', html)
+    assert "file-chosen-before" not in html  # no file was chosen, so none to ask for again
+    assert not Upload.objects.exists()
+
+
+def test_after_a_server_side_error_the_page_names_the_chosen_file_and_keeps_the_fields(client, curator, settings):
+    client.force_login(curator)
+    huge = b"question,answer\n" + b"x" * (65 * 1024) + b",answer\n"
+    file = SimpleUploadedFile("long-rows.csv", huge)
+    settings.TUNINGDESK_MAX_ROW_BYTES = 64 * 1024
+    response = client.post(
+        reverse("curation:upload_create"), {"dataset_name": "Long rows", "task_type": "sft", "file": file}
+    )
+    html = response.content.decode()
+    field = re.search(r'id="field-file".*?</div>', html, re.S).group(0)
+    assert "Line 2 is longer than the limit of 64 KB (65,536 bytes) per row" in field
+    assert "You chose “long-rows.csv”" in html and "choose it again, or a corrected one" in html
+    assert 'value="Long rows"' in html
+    assert not Upload.objects.exists()
+
+
 def test_a_too_large_upload_gets_a_clear_message(client, curator, settings):
     settings.TUNINGDESK_MAX_UPLOAD_BYTES = 2048
     client.force_login(curator)
