@@ -635,11 +635,13 @@ def _version_finalize(version: DatasetVersion) -> None:
         **{f"flag_{flag.value}": Count("id", filter=Q(**{f"_bit_{flag.value}__gt": 0})) for flag in Flag}
     )
     flag_counts = {flag.label: totals[f"flag_{flag.value}"] for flag in Flag}
+    # Labels of instruction/response data too, when a label column was mapped (a ticket's category).
+    labels = counts("label")
     version.row_count = count
     version.content_hash = content_hash
     version.stats = {
         "splits": counts("split"),
-        "labels": counts("label") if version.dataset.task_type == TaskType.CLASSIFICATION else {},
+        "labels": labels if any(labels) else {},
         "groups": counts("group"),
         "flags": {label: n for label, n in flag_counts.items() if n},
     }

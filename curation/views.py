@@ -34,12 +34,15 @@ from curation.forms import (
     parse_keep,
 )
 from curation.models import DatasetVersion, DedupeRun, Example, Split, TaskType, Upload
+from curation.text import diff_segments
 from projectsite.progress import progress_read
 
 LIST_PAGE_SIZE = 50
 PROBLEM_PAGE_SIZE = 50
 GROUP_PAGE_SIZE = 20
 STATS_SHOWN = 15
+DUP_INPUT_CHARS = 600
+DUP_TARGET_CHARS = 400
 
 
 def _version_or_404(version_id: int) -> DatasetVersion:
@@ -99,6 +102,8 @@ def _version_page(
         "lineage": selectors.version_lineage(version),
         "split_counts": [(label, stats.get("splits", {}).get(value, 0)) for value, label in Split.choices],
         "labels": _top(stats.get("labels", {})),
+        # Instruction/response rows show their label too when the upload mapped a label column.
+        "label_column": classification or any(stats.get("labels", {})),
         "groups": _top({k: v for k, v in stats.get("groups", {}).items() if k}),
         "flags": sorted(stats.get("flags", {}).items()),
         "can_view_rows": user.has_perm(VIEW_EXAMPLES),
@@ -221,6 +226,11 @@ def dedupe_start(request, version_id: int):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
+            messages.info(
+                request,
+                f"Looking for duplicates in version {version.number}. Nothing changes until you choose the rows "
+                "to keep and apply.",
+            )
             return redirect("curation:dedupe_detail", run.pk)
     return _version_page(request, version, dedupe_form=form)
 
@@ -235,6 +245,21 @@ def _dedupe_progress(run: DedupeRun) -> dict:
         "rows": None,
         "finished": finished,
     }
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _group_differences(members: list[Example]) -> list[tuple[list, list]]:
+    """Per row of a duplicate group, its input and target cut into pieces, marked where they differ from the
+    group's first row (the first row: from the second), so the curator sees what sets the rows apart."""
+    shown = [(_shorten(e.input, DUP_INPUT_CHARS), _shorten(e.target, DUP_TARGET_CHARS)) for e in members]
+    differences = []
+    for index, (text, target) in enumerate(shown):
+        other_text, other_target = shown[1 if index == 0 and len(shown) > 1 else 0]
+        differences.append((diff_segments(text, other_text), diff_segments(target, other_target)))
+    return differences
 
 
 def _keep_session_key(run: DedupeRun) -> str:
@@ -256,7 +281,13 @@ def dedupe_detail(request, run_id: int):
         chosen = request.session.get(_keep_session_key(run), {})
         context["page"] = page
         context["groups"] = [
-            (group, [(example, example.pk in chosen.get(str(group.pk), group.example_ids[:1])) for example in members])
+            (
+                group,
+                [
+                    (example, example.pk in chosen.get(str(group.pk), group.example_ids[:1]), *differences)
+                    for example, differences in zip(members, _group_differences(members), strict=True)
+                ],
+            )
             for group, members in selectors.duplicate_groups_with_members(list(page.object_list))
         ]
         context["changed_groups"] = len(chosen)

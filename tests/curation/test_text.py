@@ -148,3 +148,16 @@ def test_split_assignment_matches_random_choices(ratios):
     for _ in range(20000):
         label = labels.choice(["", "billing", "login", "export"])
         assert fast.assign(label) == plain.assign(label)
+
+
+def test_diff_segments_mark_the_words_that_differ_and_keep_the_text_whole():
+    diff = text.diff_segments
+    mine, other = "Where is my refund for order 1001?", "where is my refund for order 1002"
+    segments = diff(mine, other)
+    assert "".join(part for part, _ in segments) == mine
+    assert [part for part, differs in segments if differs] == ["Where", "1001?"]
+    assert diff("same words", "same words") == [("same words", False)]
+    # Words only the other row has leave nothing to mark here; a word only this row has is marked.
+    assert diff("a c", "a b c") == [("a c", False)]
+    assert [part for part, differs in diff("a b c", "a c") if differs] == ["b "]
+    assert diff("", "anything") == []

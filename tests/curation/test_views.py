@@ -384,6 +384,26 @@ def test_unknown_export_format_is_not_found(client, site, curator):
 # --- curation steps --------------------------------------------------------------------------
 
 
+def test_a_mapped_label_column_of_instruction_data_gets_its_card_column_and_filter(client, curator, write_file):
+    # As found: instruction/response data with a category column kept the labels but showed them nowhere.
+    content = TICKETS_CSV.replace("question,answer,segment", "question,answer,category")
+    version = _import(
+        curator, write_file, name="Categorised", content=content, input="question", target="answer", label="category"
+    )
+    client.force_login(curator)
+    html = client.get(reverse("curation:version_detail", args=[version.pk])).content.decode()
+    card = re.search(r"<h3>Labels</h3>.*?</div>", html, re.S).group(0)
+    assert re.search(r"retail</th><td class=\"num\">3<", card) and re.search(r"business</th><td class=\"num\">2<", card)
+    header = re.search(r"<thead>.*?</thead>", html, re.S).group(0)
+    assert ">Target</th>" in header and ">Label</th>" in header
+    assert "<td>retail</td>" in html
+    assert '<option value="business">business</option>' in html  # the rows can be filtered by label
+
+    plain = _import(curator, write_file, name="Plain", input="question", target="answer")
+    html = client.get(reverse("curation:version_detail", args=[plain.pk])).content.decode()
+    assert "<h3>Labels</h3>" not in html and ">Label</th>" not in html
+
+
 def test_resplit_makes_a_new_version(client, site, curator):
     client.force_login(curator)
     response = client.post(
@@ -416,6 +436,8 @@ def test_quality_filter_makes_a_new_version(client, site, curator):
     new = DatasetVersion.objects.get(parent=site["version"], operation="filter")
     assert response["Location"] == reverse("curation:version_detail", args=[new.pk])
     assert 0 < new.row_count < 5
+    page = client.get(response["Location"]).content.decode()
+    assert f"Version {new.number} is ready: {5 - new.row_count} rows removed, {new.row_count} kept." in page
 
 
 def test_quality_filter_errors_appear_next_to_the_field(client, site, curator):
@@ -436,7 +458,12 @@ def test_deduplicate_review_and_apply(client, site, curator):
     client.force_login(curator)
     html = client.get(reverse("curation:dedupe_detail", args=[run.pk])).content.decode()
     assert "Found <strong>5</strong> groups" in html
-    assert "we sent the refund on monday" in html and "We sent the refund on Monday" in html
+    text = re.sub(r"</?mark[^>]*>", "", html)
+    assert "we sent the refund on monday" in text and "We sent the refund on Monday" in text
+    # What sets the rows of a group apart is marked: here only the case of some words.
+    assert '<mark class="diff">Where</mark> is my refund for order 1001?' in html
+    assert '<mark class="diff">where</mark> is my refund for order 1001?' in html
+    assert '<mark class="diff">is</mark>' not in html
     first_group = run.groups.order_by("id").first()
     kept, second = first_group.example_ids[0], first_group.example_ids[1]
     assert re.search(rf'value="{kept}"\s+checked', html)  # the first member is kept by default
@@ -478,6 +505,7 @@ def test_deduplicate_start_queues_a_run_and_shows_progress(client, site, curator
     assert response["Location"] == reverse("curation:dedupe_detail", args=[run.pk])
     html = client.get(response["Location"]).content.decode()
     assert 'id="progress"' in html and "curation/live.js" in html
+    assert f"Looking for duplicates in version {site['version'].number}." in html
     data = client.get(reverse("curation:dedupe_progress", args=[run.pk])).json()
     assert data["status"] == "queued" and data["finished"] is False
 
