@@ -226,12 +226,20 @@ OPERATOR_CHOICES = [(op, op) for op in pii.OPERATORS]
 
 
 class RedactionStartInput(serializers.Serializer):
+    profile = serializers.ChoiceField(
+        choices=list(pii.PROFILES),
+        required=False,
+        error_messages=_choice_error("profile", [(name, name) for name in pii.PROFILES]),
+        help_text="What to look for: healthcare (HIPAA Safe Harbor identifiers, the default) or gdpr (adds EU "
+        "national IDs). Ignored when entities is given.",
+    )
     # Kinds are checked by the service (one message naming every unknown kind); only fields named
     # entity_type carry the enum, so the schema has one EntityTypeEnum.
     entities = serializers.ListField(
         child=serializers.CharField(max_length=40),
         required=False,
-        help_text=f"Kinds of personal data to look for (default: {', '.join(pii.DEFAULT_ENTITIES)}).",
+        help_text="Kinds of personal data to look for (default: the healthcare profile, "
+        f"{', '.join(pii.DEFAULT_ENTITIES)}).",
     )
     thresholds = serializers.DictField(
         child=serializers.FloatField(min_value=0, max_value=1),

@@ -77,6 +77,15 @@ def _entity_from_words(words: str) -> str | None:
 class RedactionStartForm(forms.Form):
     """What to look for and how each kind of personal data will be replaced once approved."""
 
+    profile = forms.ChoiceField(
+        label="Profile",
+        choices=list(PROFILE_LABELS.items()),
+        initial=pii.DEFAULT_PROFILE,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="A profile ticks the kinds its rules name. To change the ticks yourself, choose "
+        "“Custom choice of kinds”.",
+    )
     entities = forms.MultipleChoiceField(
         label="What to look for",
         choices=ENTITY_CHOICES,
@@ -148,6 +157,14 @@ class RedactionStartForm(forms.Form):
                     )
             terms.append((term.strip(), code))
         return terms
+
+    def clean(self):
+        data = super().clean()
+        # The ticks only count for a custom choice; a profile brings its own kinds.
+        if data.get("profile") in pii.PROFILES:
+            data["entities"] = list(pii.PROFILES[data["profile"]])
+            self.errors.pop("entities", None)
+        return data
 
     def config(self) -> dict:
         """The detection configuration for services_redaction.redaction_run_start."""

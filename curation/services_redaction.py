@@ -42,7 +42,11 @@ def redaction_config_clean(config: dict | None) -> dict:
     """Check a detection configuration; return it complete with defaults."""
     config = dict(config or {})
     errors: dict[str, str] = {}
-    entities = config.get("entities") or DEFAULT_ENTITIES
+    profile = config.get("profile")
+    if profile is not None and profile not in pii.PROFILES:
+        errors["profile"] = f"Unknown profile {profile!r}. Use one of: {', '.join(pii.PROFILES)}."
+    # A profile names its kinds; entities given with it are a custom choice and win.
+    entities = config.get("entities") or list(pii.PROFILES.get(profile) or DEFAULT_ENTITIES)
     unknown = sorted(set(entities) - set(pii.ENTITY_TYPES))
     if unknown:
         errors["entities"] = f"Unknown entity type(s): {', '.join(unknown)}."
@@ -67,6 +71,7 @@ def redaction_config_clean(config: dict | None) -> dict:
     if errors:
         raise ValidationError(errors)
     return {
+        "profile": pii.profile_of(entities),
         "entities": sorted(entities),
         "thresholds": {key: float(value) for key, value in thresholds.items()},
         "operators": operators,

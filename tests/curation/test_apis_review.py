@@ -87,6 +87,34 @@ def test_start_rejects_unknown_kinds_and_operators_with_plain_messages(reviewer,
     assert not RedactionRun.objects.exists()
 
 
+def test_start_with_a_profile_looks_for_its_kinds_and_an_unknown_profile_is_named(reviewer, api_client):
+    from curation.pii import GDPR_ENTITIES, HEALTHCARE_ENTITIES
+
+    client = api_client(reviewer)
+    default, gdpr, custom = (VersionFactory(row_count=0) for _ in range(3))
+    response = client.post(reverse("api-redaction-start", args=[default.pk]), {}, format="json")
+    assert response.status_code == 202, response.json()
+    config = response.json()["config"]
+    assert config["profile"] == "healthcare" and config["entities"] == sorted(HEALTHCARE_ENTITIES)
+    response = client.post(reverse("api-redaction-start", args=[gdpr.pk]), {"profile": "gdpr"}, format="json")
+    config = response.json()["config"]
+    assert config["profile"] == "gdpr" and config["entities"] == sorted(GDPR_ENTITIES)
+    assert "NATIONAL_ID" in config["entities"] and "NATIONAL_ID" not in HEALTHCARE_ENTITIES
+    body = {"profile": "gdpr", "entities": ["PERSON", "EMAIL_ADDRESS"]}
+    response = client.post(reverse("api-redaction-start", args=[custom.pk]), body, format="json")
+    config = response.json()["config"]
+    assert config["profile"] == "custom" and config["entities"] == ["EMAIL_ADDRESS", "PERSON"]
+
+    other = VersionFactory(row_count=0)
+    response = client.post(reverse("api-redaction-start", args=[other.pk]), {"profile": "hipaa2"}, format="json")
+    assert response.status_code == 400
+    assert (
+        "hipaa2" in response.json()["fields"]["profile"][0]
+        and "healthcare, gdpr" in response.json()["fields"]["profile"][0]
+    )
+    assert not RedactionRun.objects.filter(version=other).exists()
+
+
 def test_run_detail_shows_progress_while_detecting_and_counts_after(curator, api_client, run):
     from django.utils import timezone
 

@@ -246,6 +246,27 @@ def test_a_reviewer_starts_detection_with_chosen_kinds_scores_replacements_and_l
     assert reverse("curation:redaction_progress", args=[run.pk]) in page
 
 
+def test_the_start_form_offers_profiles_and_a_profile_brings_its_kinds(client, reviewer):
+    from curation.pii import GDPR_ENTITIES
+
+    client.force_login(reviewer)
+    first, second = VersionFactory(row_count=1), VersionFactory(row_count=1)
+    page = client.get(reverse("curation:redaction_start", args=[first.pk])).content.decode()
+    assert 'type="radio" name="profile" value="healthcare"' in page and "GDPR" in page
+    assert re.search(r'value="healthcare"[^>]*checked', page)
+    # A profile wins over ticks left from another choice; "custom" keeps the ticks.
+    client.post(reverse("curation:redaction_start", args=[first.pk]), start_data(profile="gdpr", entities=["PERSON"]))
+    run = RedactionRun.objects.get(version=first)
+    assert run.config["profile"] == "gdpr" and run.config["entities"] == sorted(GDPR_ENTITIES)
+    client.post(
+        reverse("curation:redaction_start", args=[second.pk]), start_data(profile="custom", entities=["PERSON"])
+    )
+    run = RedactionRun.objects.get(version=second)
+    assert run.config["profile"] == "custom" and run.config["entities"] == ["PERSON"]
+    page = client.get(reverse("curation:redaction_detail", args=[run.pk])).content.decode()
+    assert "Custom choice of kinds" in page
+
+
 def test_a_second_start_while_one_is_open_shows_the_services_message(client, site):
     client.force_login(site["owner"])
     response = client.post(_url(site, "redaction_start"), start_data())
