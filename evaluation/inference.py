@@ -368,8 +368,10 @@ class Predictor:
         batch_size: int = 8,
         on_progress: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        max_seconds: float | None = None,
     ) -> list[str]:
-        """One answer per input, in input order: see predict()."""
+        """One answer per input, in input order: see predict(). ``max_seconds`` stops each batch's generation
+        after that long (the answer so far is kept): for answers a person waits for, such as "Try it"."""
         run = self._require()
         _check_batch_size(batch_size)
         if max_new_tokens < 1:
@@ -377,7 +379,9 @@ class Predictor:
         if self.task == "classification":
             return _classify(run, list(inputs), batch_size, on_progress, should_cancel)
         template = _template(self._prompt_template, run.settings)
-        return _generate(run, list(inputs), template, max_new_tokens, batch_size, on_progress, should_cancel)
+        return _generate(
+            run, list(inputs), template, max_new_tokens, batch_size, on_progress, should_cancel, max_seconds
+        )
 
     def perplexity(self, inputs: list[str], targets: list[str], *, batch_size: int = 8) -> float:
         """sft only: see perplexity_of()."""
@@ -458,6 +462,7 @@ def _generate(
     batch_size: int,
     on_progress: Callable | None,
     should_cancel: Callable | None,
+    max_seconds: float | None = None,
 ) -> list[str]:
     import torch
 
@@ -483,6 +488,8 @@ def _generate(
         "top_p": None,
         "top_k": None,
     }
+    if max_seconds is not None:
+        generation["max_time"] = max_seconds
     if model.generation_config.eos_token_id is None and tokenizer.eos_token_id is not None:
         generation["eos_token_id"] = tokenizer.eos_token_id
     answers: list[str] = [""] * len(inputs)

@@ -386,7 +386,9 @@ class TrainingEstimateApi(APIView):
         summary="Estimate a job before launching it",
         description=_describe(
             "Memory and time for the job described as for launching, and warnings when no live worker of the "
-            "chosen class can hold it. Nothing is queued.",
+            "chosen class can hold it. Nothing is queued. Refused (400) for the same reasons as a launch: a version "
+            "that has not passed privacy review or has no training rows, a base model that cannot learn the "
+            "version's task (an encoder with instruction/response data), an unknown worker class.",
             LAUNCH_JOBS,
         ),
         request=JobInput,
@@ -398,7 +400,7 @@ class TrainingEstimateApi(APIView):
         values = data.resolve()
         version, base_model = values["version"], values["base_model"]
         task = version.dataset.task_type
-        labels = services.version_labels(version) if task == "classification" else []
+        labels = services.training_job_check(version=version, base_model=base_model, queue=values["queue"])
         config = services.training_config_build(
             task=task, preset=values["preset"], overrides=values["overrides"], labels=labels
         )

@@ -2,7 +2,7 @@
 
 Memory, in bytes::
 
-    memory = 1.15 × (weights + adapter + activations + logits)          # 15 % for the CUDA context, fragmentation
+    memory = 1.15 × (weights + adapter + activations + logits) + runtime  # 15 % for the CUDA context, fragmentation
 
     weights     = parameter_count × bytes per weight
                   4 (fp32), 2 (bf16, fp16); "auto" means bf16 on cuda and fp32 on cpu.
@@ -20,6 +20,14 @@ Memory, in bytes::
                   only each layer's input is kept), plus one layer at full size while it is recomputed.
     logits      = batch_size × seq × vocab_size × 4 × 2              # fp32 logits and their gradient (sft only)
     seq         = min(avg_tokens, max_seq_length)
+    runtime     = on cpu 512 MiB: the worker's Python process with PyTorch, Transformers and PEFT loaded (453 MiB
+                  measured) and what the first training steps allocate beyond the tensors above (autograd, oneDNN
+                  and thread buffers: about 100 MiB). On CPU the job page shows the process's peak resident memory,
+                  so this belongs in the figure; for small models it is nearly all of it (bench/train_memory.py,
+                  docs/benchmarks-training.md). On cuda 0: the job page shows the GPU memory PyTorch allocated,
+                  which leaves the process and the CUDA context out.
+    Not counted: the tokenizer and the tokenized rows (a few MiB), the data loader, and a second process for
+    multi-GPU runs.
 
 Time, in seconds::
 
@@ -44,6 +52,8 @@ OVERHEAD = 1.15
 ADAM_BYTES_PER_LORA_PARAM = 16
 ACTIVATION_K = 34
 ACTIVATION_K_CHECKPOINTED = 2
+# The process itself, on CPU (see the module docstring; measured by bench/train_memory.py).
+RUNTIME_BYTES = {"cuda": 0, "cpu": 512 * 2**20}
 QLORA_BYTES_PER_WEIGHT = 0.5625
 DEFAULT_FLOPS = {"cuda": 100e12, "cpu": 0.1e12}
 # Small models are bound by per-step overhead, not arithmetic: a FLOP-based guess alone promises far too much.
@@ -107,7 +117,13 @@ def estimate(
     else:
         activations = per_layer * info.num_layers * ACTIVATION_K
     logits = config.batch_size * seq * info.vocab_size * 8 if config.task == "sft" else 0
-    memory = int(OVERHEAD * (weights + adapter + activations + logits))
+    runtime = RUNTIME_BYTES.get(device, RUNTIME_BYTES["cpu"])
+    memory = int(OVERHEAD * (weights + adapter + activations + logits)) + runtime
+    if runtime:
+        notes.append(
+            f"Includes about {runtime // 2**20} MiB for the worker process itself (Python with PyTorch loaded); "
+            f"the model and its training need {(memory - runtime) / 2**20:,.0f} MiB of it."
+        )
 
     if config.max_steps > 0:
         tokens = int(config.max_steps * config.batch_size * config.grad_accum * seq)

@@ -66,15 +66,51 @@ def _number(label: str, help_text: str, *, whole: bool = False, step: str = "any
     )
 
 
-class VersionChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, version: DatasetVersion) -> str:
+# A name longer than this is cut with "…" in a select, so the facts after it (rows, task, size) stay in view; the
+# option's title (tooltip) holds the whole text.
+SELECT_NAME_CHARS = 40
+
+
+def short_name(name: str, limit: int = SELECT_NAME_CHARS) -> str:
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
+
+class TitledSelect(forms.Select):
+    """A select whose options carry their full text as a title, for labels shortened to fit."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.titles: dict[str, str] = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        title = self.titles.get(str(value))
+        if title and title != label:
+            option["attrs"]["title"] = title
+        return option
+
+
+class _ShortLabels:
+    """label_from_instance gives the shortened text; full_label the whole one (the option's title)."""
+
+    widget = TitledSelect
+
+    def label_from_instance(self, obj) -> str:
+        return self.full_label(obj, short_name)
+
+    def set_titles(self, objects) -> None:
+        self.widget.titles = {str(obj.pk): self.full_label(obj, str) for obj in objects}
+
+
+class VersionChoiceField(_ShortLabels, forms.ModelChoiceField):
+    def full_label(self, version: DatasetVersion, name=str) -> str:
         task = TaskType(version.dataset.task_type).label
-        return f"{version.dataset.name} · version {version.number} ({version.row_count:,} rows, {task})"
+        return f"{name(version.dataset.name)} · version {version.number} ({version.row_count:,} rows, {task})"
 
 
-class BaseModelChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, model: BaseModel) -> str:
-        return f"{model.name} ({human_count(model.parameter_count)} parameters, {model.architecture})"
+class BaseModelChoiceField(_ShortLabels, forms.ModelChoiceField):
+    def full_label(self, model: BaseModel, name=str) -> str:
+        return f"{name(model.name)} ({human_count(model.parameter_count)} parameters, {model.architecture})"
 
 
 class JobForm(forms.Form):
@@ -167,11 +203,14 @@ class JobForm(forms.Form):
 
     def __init__(self, *args, qlora_reason: str = "", **kwargs):
         super().__init__(*args, **kwargs)
+        versions = list(selectors.approved_versions())
         self.fields["dataset_version"].choices = [
             ("", self.fields["dataset_version"].empty_label),
-            *((v.pk, self.fields["dataset_version"].label_from_instance(v)) for v in selectors.approved_versions()),
+            *((v.pk, self.fields["dataset_version"].label_from_instance(v)) for v in versions),
         ]
+        self.fields["dataset_version"].set_titles(versions)
         self.fields["base_model"].queryset = selectors.base_model_list()
+        self.fields["base_model"].set_titles(self.fields["base_model"].queryset)
         self.fields["preset"].choices = [(name, name.capitalize()) for name in runner.PRESETS]
         queues = _queue_choices()
         self.fields["queue"].choices = queues
@@ -271,4 +310,15 @@ class BaseModelForm(forms.Form):
         max_length=300,
         required=False,
         help_text="Optional: the licence and anything people must know before using it, for example “Apache-2.0”.",
+    )
+
+
+class TryForm(forms.Form):
+    """The prompt box of a trained model's page ("Try it")."""
+
+    prompt = forms.CharField(
+        label="Your message",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Written as a row of the training data's input would be. The model answers here, in a few seconds.",
+        error_messages={"required": "Type a message for the model to answer."},
     )

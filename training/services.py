@@ -242,26 +242,33 @@ def training_estimate(
 # ---------------------------------------------------------------------------------------------------- jobs
 
 
-def training_job_create(
-    *,
-    version: DatasetVersion,
-    base_model: BaseModel,
-    actor,
-    preset: str = "quick",
-    overrides: dict | None = None,
-    queue: str = "gpu",
-    via: str = "web",
-) -> TrainingJob:
-    """Check everything a person can get wrong, then queue the job on ``queue`` once the transaction commits."""
+_TASK_WORDS = {
+    TaskType.SFT: "write answers (instruction/response data)",
+    TaskType.CLASSIFICATION: "pick a label (classification data)",
+}
+
+
+def base_model_task_problem(*, base_model: BaseModel, task: str) -> str:
+    """Why ``base_model`` cannot be trained for ``task``, in plain words; "" when it can."""
+    if base_model.can_do(task):
+        return ""
+    can = " or ".join(_TASK_WORDS.get(t, t) for t in base_model.task_types) or "no task Tuning Desk knows"
+    others = [m.name for m in BaseModel.objects.exclude(pk=base_model.pk).order_by("name") if m.can_do(task)]
+    advice = f"Choose a base model that can, such as {others[0]}." if others else "Register a base model that can."
+    return (
+        f"{base_model.name} cannot be trained to {_TASK_WORDS.get(task, task)}: "
+        f"it is a {base_model.architecture or 'model'} that can only learn to {can}. {advice}"
+    )
+
+
+def training_job_check(*, version: DatasetVersion, base_model: BaseModel, queue: str) -> list[str]:
+    """The checks a launch and its estimate share: approved data with training rows, a base model that can learn
+    the version's task, a known queue. Returns the labels (classification) or []; raises ValidationError."""
     version_require_approved(version)
     task = version.dataset.task_type
-    if not base_model.can_do(task):
-        raise ValidationError(
-            {
-                "base_model": f"{base_model.name} cannot be trained for {TaskType(task).label.lower()} data; "
-                f"it supports: {', '.join(base_model.task_types) or 'nothing we know'}. Choose another base model."
-            }
-        )
+    problem = base_model_task_problem(base_model=base_model, task=task)
+    if problem:
+        raise ValidationError({"base_model": problem})
     if queue not in training_queues():
         raise ValidationError(
             {"queue": f"Unknown worker class “{queue}”. Choose one of: {', '.join(training_queues())}."}
@@ -273,6 +280,22 @@ def training_job_create(
     labels = version_labels(version) if task == TaskType.CLASSIFICATION else []
     if task == TaskType.CLASSIFICATION and len(labels) < 2:
         raise ValidationError({"dataset_version": "Classification needs at least two different labels in the data."})
+    return labels
+
+
+def training_job_create(
+    *,
+    version: DatasetVersion,
+    base_model: BaseModel,
+    actor,
+    preset: str = "quick",
+    overrides: dict | None = None,
+    queue: str = "gpu",
+    via: str = "web",
+) -> TrainingJob:
+    """Check everything a person can get wrong, then queue the job on ``queue`` once the transaction commits."""
+    labels = training_job_check(version=version, base_model=base_model, queue=queue)
+    task = version.dataset.task_type
     config = training_config_build(task=task, preset=preset, overrides=overrides, labels=labels)
     if config.qlora:
         from training import selectors
@@ -900,6 +923,65 @@ def adapter_download(trained: TrainedModel, dest: Path) -> Path:
     """The adapter's files from artifact storage into a local folder (a worker may be on another machine)."""
     _storage_download(artifact_storage(), trained.artifact_prefix, Path(dest))
     return Path(dest)
+
+
+# "Try it" answers in the web request: a person waits for it, so the answer is short and generation stops after a
+# few seconds; models too large to load in the web process are refused (they can be evaluated on a worker).
+TRY_MAX_NEW_TOKENS = 48
+TRY_MAX_SECONDS = 15.0
+TRY_MAX_PROMPT_CHARS = 2000
+TRY_MAX_PARAMETERS = 1_500_000_000
+
+
+@dataclasses.dataclass
+class TryAnswer:
+    prompt: str
+    text: str
+    seconds: float
+    cut_short: bool  # generation stopped at the time limit
+
+
+def trained_model_try(*, trained: TrainedModel, prompt: str) -> TryAnswer:
+    """The adapter's answer to one prompt (its label, for classification), generated here and now: at most
+    TRY_MAX_NEW_TOKENS tokens and TRY_MAX_SECONDS of generation. Raises ValidationError with a plain message."""
+    import tempfile
+
+    from evaluation import inference
+
+    prompt = prompt.strip()
+    if not prompt:
+        raise ValidationError({"prompt": "Type a message for the model to answer."})
+    if len(prompt) > TRY_MAX_PROMPT_CHARS:
+        raise ValidationError(
+            {"prompt": f"Keep it under {TRY_MAX_PROMPT_CHARS:,} characters ({len(prompt):,} now): try a shorter one."}
+        )
+    if trained.base_model.parameter_count > TRY_MAX_PARAMETERS:
+        raise ValidationError(
+            {"prompt": f"{trained.base_model.name} is too large to answer here; evaluate the model instead."}
+        )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="try-") as folder:
+        try:
+            adapter_dir = adapter_download(trained, Path(folder) / "adapter")
+        except FileNotFoundError:
+            raise ValidationError(
+                "The model's files are missing from artifact storage; ask an admin to check it."
+            ) from None
+        try:
+            with inference.Predictor(
+                task=trained.task,
+                base_model=trained.base_model.source,
+                adapter_dir=adapter_dir,
+                prompt_template=(trained.job.config or {}).get("prompt_template"),
+            ) as predictor:
+                generating = time.perf_counter()
+                answer = predictor.predict(
+                    [prompt], max_new_tokens=TRY_MAX_NEW_TOKENS, batch_size=1, max_seconds=TRY_MAX_SECONDS
+                )[0]
+                cut = trained.task == TaskType.SFT and time.perf_counter() - generating >= TRY_MAX_SECONDS
+        except inference.InferenceError as exc:
+            raise ValidationError(f"{exc.message} {exc.hint}".strip()) from None
+    return TryAnswer(prompt=prompt, text=answer, seconds=round(time.perf_counter() - started, 1), cut_short=cut)
 
 
 def trained_model_merge_start(*, trained: TrainedModel, actor) -> TrainedModel:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/<int:model_id>/", views.model_detail, name="model_detail"),
     path("models/<int:model_id>/download/", views.model_download, name="model_download"),
     path("models/<int:model_id>/merge/", views.model_merge, name="model_merge"),
+    path("models/<int:model_id>/try/", views.model_try, name="model_try"),
     path("base-models/", views.base_model_list, name="base_model_list"),
     path("base-models/register/", views.base_model_register, name="base_model_register"),
 ]

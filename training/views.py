@@ -21,6 +21,7 @@ from accounts.roles import (
     LAUNCH_JOBS,
     MANAGE_JOBS,
     REGISTER_BASE_MODELS,
+    RUN_EVALUATIONS,
     VIEW_BASE_MODELS,
     VIEW_DATASETS,
     VIEW_JOBS,
@@ -28,9 +29,16 @@ from accounts.roles import (
 )
 from curation.forms import add_service_errors
 from curation.models import TaskType
-from curation.services import version_require_approved
 from training import runner, selectors, services
-from training.forms import ADVANCED_FIELDS, BaseModelForm, JobFilterForm, JobForm, StageFilterForm, human_count
+from training.forms import (
+    ADVANCED_FIELDS,
+    BaseModelForm,
+    JobFilterForm,
+    JobForm,
+    StageFilterForm,
+    TryForm,
+    human_count,
+)
 from training.models import TrainedModel, TrainingJob
 
 LIST_PAGE_SIZE = 50
@@ -48,7 +56,7 @@ METRIC_LABELS = {
     "eval_loss": "Evaluation loss",
     "eval_accuracy": "Evaluation accuracy",
     "steps": "Steps",
-    "epochs": "Epochs",
+    "epochs": "Passes over the training rows (epochs)",
     "runtime_seconds": "Training time (seconds)",
     "train_tokens": "Tokens trained on",
     "tokens_per_second": "Tokens per second",
@@ -106,6 +114,9 @@ def _settings_rows(config: dict) -> list[tuple[str, str, object]]:
     for name, value in sorted(config.items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
         if name == "target_modules" and not value:
             value = "automatic"
+        elif name == "epochs" and config.get("max_steps"):
+            # Maximum steps decides the length; the epochs the job makes follow from it (see the results).
+            value = f"not used: stops after {config['max_steps']} steps"
         elif value in ("", []):
             continue  # e.g. the labels of a job that writes answers
         elif isinstance(value, list):
@@ -116,6 +127,29 @@ def _settings_rows(config: dict) -> list[tuple[str, str, object]]:
             value = value.replace("\n", " ↵ ")  # one line: the prompt template's line breaks, shown
         rows.append((name, labels.get(name, name.replace("_", " ").capitalize()), number_text(value)))
     return rows
+
+
+def epochs_note(config: dict, metrics: dict) -> str:
+    """Why the passes over the data in the results differ from the epochs in the settings, in words; "" if they
+    agree. The runner trains whole steps, so the passes it makes are ``steps × batch × accumulation ÷ rows``."""
+    done = metrics.get("epochs")
+    if done is None or metrics.get("steps") is None:
+        return ""
+    steps = metrics["steps"]
+    if config.get("max_steps"):
+        return (
+            f"The job was set to stop after {config['max_steps']} steps rather than a number of epochs: "
+            f"{steps} steps went {number_text(float(done))} times through the training rows."
+        )
+    asked = config.get("epochs")
+    if asked is None or abs(float(done) - float(asked)) < 0.001:
+        return ""
+    plural = "" if float(asked) == 1 else "s"
+    return (
+        f"The settings asked for {number_text(float(asked))} epoch{plural}; training runs whole steps "
+        f"(each of {config.get('grad_accum', 1)} batches), so its {steps} steps went {number_text(float(done))} "
+        "times through the training rows."
+    )
 
 
 def number_text(value):
@@ -214,7 +248,9 @@ def job_create(request):
             except ValidationError as exc:
                 add_service_errors(form, exc)
             else:
-                messages.success(request, f"Training job #{job.pk} is queued on “{job.queue}”.")
+                # Not "queued": this message stays on the page while the job runs; the notice below the title
+                # tells whether it still waits, and the page's poll hides it once a worker starts the job.
+                messages.success(request, f"Training job #{job.pk} is launched on worker class “{job.queue}”.")
                 return redirect("training:job_detail", job.pk)
     else:
         form = JobForm(qlora_reason=qlora_reason)
@@ -240,19 +276,19 @@ def job_estimate(request):
     version = data["dataset_version"]
     task = version.dataset.task_type
     try:
-        version_require_approved(version)
+        # The launch's own checks first: a base model that cannot learn this task is refused here, before submit.
+        labels = services.training_job_check(version=version, base_model=data["base_model"], queue=data["queue"])
         config = services.training_config_build(
-            task=task,
-            preset=data["preset"],
-            overrides=form.overrides(),
-            labels=services.version_labels(version) if task == TaskType.CLASSIFICATION else [],
+            task=task, preset=data["preset"], overrides=form.overrides(), labels=labels
         )
         estimate = services.training_estimate(
             base_model=data["base_model"], config=config, version=version, queue=data["queue"]
         )
     except ValidationError as exc:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-        return JsonResponse({"ok": False, "errors": _plain_errors(errors)})
+        # field_errors: the page script also shows them next to their field, as a refused launch would.
+        fields = {name: list(lines) for name, lines in errors.items() if name in form.fields}
+        return JsonResponse({"ok": False, "errors": _plain_errors(errors), "field_errors": fields})
     return JsonResponse({"ok": True, **_estimate_view(estimate), "seconds": estimate["seconds"]})
 
 
@@ -326,6 +362,7 @@ def job_detail(request, job_id: int):
         "estimate": _estimate_view(job.estimate),
         "trained": TrainedModel.objects.filter(job=job).first() if job.status == TrainingJob.Status.SUCCEEDED else None,
         "final_metrics": _labelled(job.final_metrics, METRIC_LABELS),
+        "epochs_note": epochs_note(job.config, job.final_metrics or {}),
         "took": duration_words((job.finished_at - job.started_at).total_seconds())
         if job.finished_at and job.started_at
         else "",
@@ -408,19 +445,46 @@ def model_list(request):
 @login_required
 @permission_required(VIEW_MODELS, raise_exception=True)
 def model_detail(request, model_id: int):
+    return _model_page(request, _trained_or_404(model_id))
+
+
+@login_required
+@permission_required(VIEW_MODELS, raise_exception=True)
+@require_POST
+def model_try(request, model_id: int):
+    """The "Try it" box: the adapter answers one prompt now (short, time-limited); the answer is shown, not stored."""
     trained = _trained_or_404(model_id)
+    form = TryForm(request.POST)
+    answer = None
+    if form.is_valid():
+        try:
+            answer = services.trained_model_try(trained=trained, prompt=form.cleaned_data["prompt"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    return _model_page(request, trained, try_form=form, answer=answer)
+
+
+def _model_page(request, trained: TrainedModel, *, try_form: TryForm | None = None, answer=None):
     card = trained.card or {}
     context = {
         "trained": trained,
         "card": card,
         "settings_rows": _settings_rows(card.get("hyperparameters") or trained.job.config),
         "metrics": _labelled(trained.metrics or card.get("metrics", {}), METRIC_LABELS),
+        "epochs_note": epochs_note(
+            card.get("hyperparameters") or trained.job.config, trained.metrics or card.get("metrics", {})
+        ),
         "hardware": _labelled(card.get("hardware") or trained.job.hardware, HARDWARE_LABELS),
         "wall_time": duration_words(card.get("wall_time_seconds")),
         "can_download": request.user.has_perm(DOWNLOAD_MODELS),
         "can_view_datasets": request.user.has_perm(VIEW_DATASETS),
         # Server folders only for those who register base models (they give such paths themselves).
         "can_see_paths": request.user.has_perm(REGISTER_BASE_MODELS),
+        "can_evaluate": request.user.has_perm(RUN_EVALUATIONS),
+        "evaluate_query": urlencode({"model": trained.name, "version": trained.dataset_version_id}),
+        "try_form": try_form or TryForm(),
+        "answer": answer,
+        "try_limits": {"tokens": services.TRY_MAX_NEW_TOKENS, "seconds": round(services.TRY_MAX_SECONDS)},
     }
     return render(request, "training/model_detail.html", context)
 

@@ -44,12 +44,34 @@
     element.hidden = lines.length === 0;
   };
 
+  // Messages of a refused estimate next to their field (as a refused launch shows them), cleared on the next answer.
+  var showFieldErrors = function (fields) {
+    form.querySelectorAll("[data-estimate-error]").forEach(function (p) {
+      var field = p.parentNode;
+      p.remove();
+      if (!field.querySelector(".error")) { field.classList.remove("has-error"); }
+    });
+    Object.keys(fields || {}).forEach(function (name) {
+      var field = document.getElementById("field-" + name);
+      if (!field) { return; }
+      field.classList.add("has-error");
+      fields[name].forEach(function (message) {
+        var p = document.createElement("p");
+        p.className = "error";
+        p.setAttribute("data-estimate-error", "");
+        p.textContent = message;
+        field.appendChild(p);
+      });
+    });
+  };
+
   var latest = 0;
   var estimate = function () {
     if (!form.elements.dataset_version.value || !form.elements.base_model.value) {
       part("empty").hidden = false;
       part("result").hidden = true;
       part("errors").hidden = true;
+      showFieldErrors({});
       return;
     }
     var request = ++latest;
@@ -67,6 +89,7 @@
       .then(function (result) {
         if (request !== latest) { return; }
         part("empty").hidden = true;
+        showFieldErrors(result.ok ? {} : result.field_errors);
         if (!result.ok) {
           part("result").hidden = true;
           setLines(part("errors"), ["No estimate until these are fixed:"].concat(result.errors));

@@ -91,7 +91,7 @@ def test_engineer_launches_watches_cancels_and_downloads(
     page.get_by_role("button", name="Start training").press("Enter")
 
     # The job page: it waits, then trains; the loss chart gets points as the worker reports them.
-    expect(page.locator(".messages")).to_contain_text("is queued")
+    expect(page.locator(".messages")).to_contain_text("is launched")
     first = TrainingJob.objects.order_by("pk").last()
     assert first.config["max_steps"] == MAX_STEPS and first.config["checkpoint_every"] == 10
     expect(page.locator("#job-status")).to_have_text("Training", timeout=120_000)

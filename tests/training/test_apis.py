@@ -90,6 +90,17 @@ def test_estimate_warns_when_no_worker_serves_the_queue(api_client, engineer, ti
     assert any("No worker is serving" in warning for warning in answer.json()["warnings"])
 
 
+def test_estimate_refuses_a_base_model_that_cannot_learn_the_task(api_client, engineer, approved_version, minilm):
+    services.base_model_register(name="all-MiniLM-L6-v2", source=str(minilm), actor=engineer)
+    answer = api_client(engineer).post(
+        "/api/v1/training-jobs/estimate/",
+        {"dataset_version": approved_version().pk, "base_model": "all-MiniLM-L6-v2", "settings": FAST},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert "cannot be trained to write answers" in answer.json()["fields"]["base_model"][0]
+
+
 def test_cancel_and_retry(api_client, engineer, tiny_base_model, approved_version):
     client = api_client(engineer)
     job = services.training_job_create(

@@ -55,7 +55,22 @@ def test_launch_is_refused_for_a_task_the_model_cannot_do(engineer, tiny_base_mo
     version = approved_version(task_type="classification")
     with pytest.raises(ValidationError) as error:
         launch(version, tiny_base_model, engineer)
-    assert "cannot be trained for classification" in error.value.message_dict["base_model"][0]
+    assert "cannot be trained to pick a label (classification data)" in error.value.message_dict["base_model"][0]
+
+
+def test_try_it_answers_with_the_trained_adapter(engineer, tiny_base_model, approved_version):
+    job = services.training_job_execute(
+        job_id=launch(approved_version(), tiny_base_model, engineer).pk, worker="test@here"
+    )
+    assert job.status == TrainingJob.Status.SUCCEEDED, (job.error, job.log_tail)
+    trained = TrainedModel.objects.get(job=job)
+    answer = services.trained_model_try(trained=trained, prompt="  Ticket 3: my billing page shows an error.  ")
+    assert answer.prompt == "Ticket 3: my billing page shows an error."
+    assert answer.text.strip() and not answer.cut_short
+    # Greedy decoding: the same prompt gets the same answer.
+    assert services.trained_model_try(trained=trained, prompt=answer.prompt).text == answer.text
+    with pytest.raises(ValidationError, match="Type a message"):
+        services.trained_model_try(trained=trained, prompt="   ")
 
 
 def test_launch_is_refused_on_a_version_without_training_rows(engineer, tiny_base_model, approved_version):

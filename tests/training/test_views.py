@@ -14,6 +14,8 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.http import urlencode
 
 from accounts.models import AuditEvent
 from curation.models import DatasetVersion
@@ -368,7 +370,7 @@ def test_launching_creates_a_queued_job_and_opens_its_page(client, engineer, tin
     assert job.config["lora_r"] == runner.PRESETS["quick"]["lora_r"]  # blank fields come from the preset
     assert job.config["lr_scheduler"] == "linear"
     html = client.get(response["Location"]).content.decode()
-    assert f"Training job #{job.pk} is queued" in html and "Waiting for a worker" in html
+    assert f"Training job #{job.pk} is launched" in html and "Waiting for a worker" in html
     assert "Estimate before launch" in html and re.search(r"<dd>[0-9.]+ (GiB|MiB)</dd>", html)
 
 
@@ -699,3 +701,101 @@ def test_export_a_merged_model_from_the_model_page(client, site, engineer):
     assert "Merging on a worker" in response.content.decode()
     trained.refresh_from_db()
     assert trained.merge_status == "queued"
+
+
+# --- what a new engineer trips over ------------------------------------------------------------
+
+
+def test_estimate_refuses_an_encoder_for_instruction_data_in_the_words_the_launch_uses(
+    client, engineer, approved_version
+):
+    version = approved_version()  # instruction / response
+    _base_model()  # tiny-llama: can write answers
+    encoder = _base_model(
+        "all-MiniLM-L6-v2", architecture="BertModel", model_type="bert", task_types=["classification"]
+    )
+    client.force_login(engineer)
+    data = client.post(reverse("training:job_estimate"), _launch_data(version, encoder)).json()
+    assert data["ok"] is False and "memory_text" not in data
+    message = data["field_errors"]["base_model"][0]
+    assert message.startswith("all-MiniLM-L6-v2 cannot be trained to write answers (instruction/response data)")
+    assert "can only learn to pick a label" in message and "such as tiny-llama" in message
+    assert any(message in line for line in data["errors"])
+    # Submitting anyway: the same check, the same words next to the field, nothing queued.
+    html = client.post(reverse("training:job_create"), _launch_data(version, encoder)).content.decode()
+    assert f'<p class="error" id="id_base_model_error">{escape(message)}</p>' in html
+    assert not TrainingJob.objects.exists()
+
+
+def test_long_names_are_cut_in_the_launch_selects_with_the_whole_name_as_title(client, engineer, approved_version):
+    version = approved_version()
+    long_name = "Customer support tickets from the Nordic clinics, second half of 2026, cleaned"
+    version.dataset.name = long_name
+    version.dataset.save(update_fields=["name"])
+    model = _base_model("tiny-llama-" + "x" * 60)
+    client.force_login(engineer)
+    html = client.get(reverse("training:job_create")).content.decode()
+    facts = f" · version {version.number} ({version.row_count:,} rows, Instruction / response)"
+    full, short = long_name + facts, long_name[:39].rstrip() + "…" + facts
+    assert f'<option value="{version.pk}" title="{escape(full)}">{escape(short)}</option>' in html
+    assert f'title="{model.name} (412 thousand parameters, LlamaForCausalLM)"' in html
+    assert f">tiny-llama-{'x' * 28}… (412 thousand parameters" in html
+
+
+def test_settings_and_results_agree_on_epochs(client, site):
+    done = site["done"]
+    done.final_metrics = {"train_loss": 2.5, "steps": 30, "epochs": 2.5}
+    done.save(update_fields=["final_metrics"])
+    client.force_login(site["owner"])
+    html = client.get(reverse("training:job_detail", args=[done.pk])).content.decode()
+    # Quick preset: maximum steps decides, so the epochs setting says it is not used, and the results say why 2.5.
+    assert "<dt>Epochs</dt><dd><code>not used: stops after 30 steps</code></dd>" in html
+    assert "<dt>Passes over the training rows (epochs)</dt><dd>2.5</dd>" in html
+    assert "30 steps went 2.5 times through the training rows" in html
+
+    done.config = {**done.config, "max_steps": 0, "epochs": 1.0, "grad_accum": 4}
+    done.final_metrics = {"steps": 3, "epochs": 1.2}
+    done.save(update_fields=["config", "final_metrics"])
+    html = client.get(reverse("training:job_detail", args=[done.pk])).content.decode()
+    assert "<dt>Epochs</dt><dd><code>1</code></dd>" in html
+    assert "asked for 1 epoch; training runs whole steps (each of 4 batches), so its 3 steps went 1.2 times" in html
+
+    done.final_metrics = {"steps": 10, "epochs": 1.0}
+    done.save(update_fields=["final_metrics"])
+    html = client.get(reverse("training:job_detail", args=[done.pk])).content.decode()
+    assert 'id="epochs-note"' not in html  # they agree: nothing to explain
+
+
+def test_model_page_offers_evaluate_with_the_model_chosen_and_a_try_it_box(client, site, make_user):
+    trained = site["trained"]
+    client.force_login(site["owner"])
+    html = client.get(reverse("training:model_detail", args=[trained.pk])).content.decode()
+    url = reverse("evaluation:run_create") + "?" + urlencode({"model": trained.name, "version": site["version"].pk})
+    assert f'<a class="button" href="{escape(url)}">Evaluate</a>' in html
+    assert f'action="{reverse("training:model_try", args=[trained.pk])}#try"' in html
+    form = client.get(url).content.decode()
+    assert f'<option value="{trained.name}" selected>' in form
+
+    client.force_login(make_user("manager"))  # may look and try, may not run evaluations
+    html = client.get(reverse("training:model_detail", args=[trained.pk])).content.decode()
+    assert ">Evaluate</a>" not in html and "Try it</h2>" in html
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_try_it_is_for_those_who_see_models_and_only_by_post(client, site, make_user, persona):
+    url = reverse("training:model_try", args=[site["trained"].pk])
+    client.force_login(make_user(persona))
+    response = client.post(url, {"prompt": ""})
+    if persona in WATCHERS:
+        assert response.status_code == 200
+        assert "Type a message for the model to answer." in response.content.decode()
+        assert client.get(url).status_code == 405
+    else:
+        assert response.status_code == 403
+
+
+def test_try_it_refuses_a_prompt_that_is_too_long(client, site):
+    client.force_login(site["owner"])
+    url = reverse("training:model_try", args=[site["trained"].pk])
+    html = client.post(url, {"prompt": "x" * (services.TRY_MAX_PROMPT_CHARS + 1)}).content.decode()
+    assert f"Keep it under {services.TRY_MAX_PROMPT_CHARS:,} characters" in html and 'id="try-answer"' not in html
