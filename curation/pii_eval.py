@@ -746,7 +746,13 @@ SLOTS: dict[str, Callable[[_Cast], list[Segment]]] = {
 _SLOT = re.compile(r"\{(\w+)\}|\{\{|\}\}")
 
 
-def _render(template: str, cast: _Cast) -> tuple[str, list[GoldSpan]]:
+def render_slots(
+    template: str, values: dict[str, list[Segment]], fill: Callable[[str], list[Segment]]
+) -> tuple[str, list[GoldSpan]]:
+    """Fill "{slot}" names ("{{" and "}}" are braces) with segments; a slot keeps its value within one text.
+
+    Returns the text and a gold span for every segment that has a type.
+    """
     parts: list[str] = []
     spans: list[GoldSpan] = []
     length = 0
@@ -761,15 +767,19 @@ def _render(template: str, cast: _Cast) -> tuple[str, list[GoldSpan]]:
             length += 1
             continue
         name = match.group(1)
-        if name not in cast.values:
-            cast.values[name] = SLOTS[name](cast)
-        for text, entity_type in cast.values[name]:
+        if name not in values:
+            values[name] = fill(name)
+        for text, entity_type in values[name]:
             if entity_type:
                 spans.append(GoldSpan(entity_type, length, length + len(text), text))
             parts.append(text)
             length += len(text)
     parts.append(template[position:])
     return "".join(parts), spans
+
+
+def _render(template: str, cast: _Cast) -> tuple[str, list[GoldSpan]]:
+    return render_slots(template, cast.values, lambda name: SLOTS[name](cast))
 
 
 def generate_eval_set(

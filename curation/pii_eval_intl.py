@@ -45,7 +45,7 @@ import phonenumbers
 from faker import Faker
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from curation.pii_eval import EvalExample, GoldSpan
+from curation.pii_eval import EvalExample, GoldSpan, render_slots
 
 INTL_GOLD_TYPES = (
     "PERSON",
@@ -599,29 +599,9 @@ SLOTS: dict[str, Callable[[_Cast], list[Segment]]] = {
     "ticket": _plain(lambda rng: f"#{rng.randint(1000, 99999)}", None),
 }
 
-_SLOT = re.compile(r"\{(\w+)\}")
-
 
 def _render(template: str, cast: _Cast) -> tuple[str, list[GoldSpan]]:
-    parts: list[str] = []
-    spans: list[GoldSpan] = []
-    length = 0
-    position = 0
-    for match in _SLOT.finditer(template):
-        literal = template[position : match.start()]
-        parts.append(literal)
-        length += len(literal)
-        position = match.end()
-        name = match.group(1)
-        if name not in cast.values:
-            cast.values[name] = SLOTS[name](cast)
-        for text, entity_type in cast.values[name]:
-            if entity_type:
-                spans.append(GoldSpan(entity_type, length, length + len(text), text))
-            parts.append(text)
-            length += len(text)
-    parts.append(template[position:])
-    return "".join(parts), spans
+    return render_slots(template, cast.values, lambda name: SLOTS[name](cast))
 
 
 def generate_intl_set(count: int = 1500, seed: int = 7) -> list[EvalExample]:
