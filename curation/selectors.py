@@ -193,11 +193,17 @@ def dataset_list_summary() -> QuerySet[Dataset]:
     latest = DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.READY).order_by(
         "-number"
     )
+    # Privacy of the latest version, and the newest approved one (the one people can use) when it is older.
+    approved = latest.filter(privacy=DatasetVersion.Privacy.APPROVED)
     return dataset_list().annotate(
         latest_version_id=Subquery(latest.values("pk")[:1]),
         latest_number=Subquery(latest.values("number")[:1]),
         latest_rows=Subquery(latest.values("row_count")[:1]),
         latest_created_at=Subquery(latest.values("created_at")[:1]),
+        latest_privacy=Subquery(latest.values("privacy")[:1]),
+        latest_open_review_id=Subquery(with_privacy_review(latest).values("open_review_id")[:1]),
+        approved_version_id=Subquery(approved.values("pk")[:1]),
+        approved_number=Subquery(approved.values("number")[:1]),
     )
 
 

@@ -9,6 +9,7 @@ from django import template
 from accounts.roles import REVIEW_REDACTION, VIEW_REDACTION
 from curation import selectors
 from curation.forms_review import RedactionStartForm
+from curation.models import DatasetVersion
 
 register = template.Library()
 
@@ -31,4 +32,27 @@ def privacy_panel(context):
         "open_run": next((run for run in runs if run.status in run.ACTIVE_STATUSES), None),
         "made_by": selectors.redaction_run_that_made(version) if can_view and version.is_approved else None,
         "form": RedactionStartForm() if can_review and not version.is_approved else None,
+    }
+
+
+# The privacy state in the fewest words, for lists (the version page's panel has the long form).
+PRIVACY_WORDS = {
+    DatasetVersion.PrivacyState.RAW: "Not reviewed",
+    DatasetVersion.PrivacyState.IN_REVIEW: "Review in progress",
+    DatasetVersion.PrivacyState.APPROVED: "Approved",
+}
+
+
+@register.inclusion_tag("curation/_privacy_state.html")
+def privacy_state(state: str, open_review_id: int | None = None):
+    """A version's privacy state as a badge: "Not reviewed", "Review in progress" or "Approved".
+
+    ``state`` is ``DatasetVersion.privacy_state``, or the stored ``privacy`` with ``open_review_id`` beside it.
+    """
+    if state == DatasetVersion.PrivacyState.RAW and open_review_id:
+        state = DatasetVersion.PrivacyState.IN_REVIEW
+    return {
+        "state": state,
+        "words": PRIVACY_WORDS.get(state, state),
+        "title": DatasetVersion.PrivacyState(state).label if state in DatasetVersion.PrivacyState.values else "",
     }

@@ -202,6 +202,36 @@ def test_dataset_list_shows_latest_version_and_rows(client, site, curator):
     assert ">5<" in html  # rows of the latest version
 
 
+def test_dataset_list_and_detail_show_each_versions_privacy_state_in_words(
+    client, curator, reviewer, write_file, django_assert_max_num_queries
+):
+    _import(curator, write_file, name="Raw tickets")
+    in_review = _import(curator, write_file, name="Tickets in review")
+    services_redaction.redaction_run_start(version=in_review, actor=reviewer)
+    clean = _import(curator, write_file, name="Clean tickets")
+    older = _import(curator, write_file, name="Reimported tickets")
+    DatasetVersion.objects.filter(pk__in=[clean.pk, older.pk]).update(privacy=DatasetVersion.Privacy.APPROVED)
+    _import(curator, write_file, name="Reimported tickets")  # version 2, not reviewed yet
+    client.force_login(curator)
+    with django_assert_max_num_queries(8):  # the states come with the list, not one query per dataset
+        html = client.get(reverse("curation:dataset_list")).content.decode()
+
+    def privacy_cell(name: str) -> str:
+        row = re.search(rf">{name}</a>.*?</tr>", html, re.S).group(0)
+        cell = re.findall(r"<td>(.*?)</td>", row, re.S)[2]
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", cell)).strip()
+
+    assert privacy_cell("Raw tickets") == "Not reviewed"
+    assert privacy_cell("Tickets in review") == "Review in progress"
+    assert privacy_cell("Clean tickets") == "Approved"
+    assert privacy_cell("Reimported tickets") == "Not reviewed · version 1 is approved"
+    assert reverse("curation:version_detail", args=[older.pk]) in html
+
+    detail = client.get(reverse("curation:dataset_detail", args=[older.dataset_id])).content.decode()
+    states = re.findall(r'<span class="status status-privacy-\w+" title="[^"]+">([^<]+)</span>', detail)
+    assert states == ["Not reviewed", "Approved"]  # newest version first
+
+
 def test_dataset_detail_lists_versions_with_lineage(client, site, curator):
     version = site["version"]
     filtered = services.version_filter(version=version, actor=curator, min_chars=70)
