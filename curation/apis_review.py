@@ -69,8 +69,8 @@ class RunProgressOutput(serializers.Serializer):
 class RunCountsOutput(serializers.Serializer):
     findings = serializers.IntegerField()
     pending = serializers.IntegerField(help_text="Not reviewed yet; approval needs 0.")
-    accepted = serializers.IntegerField(help_text="Will be replaced.")
-    rejected = serializers.IntegerField(help_text="Kept: not personal data.")
+    accepted = serializers.IntegerField(help_text="Will be redacted (replaced once approved).")
+    rejected = serializers.IntegerField(help_text="Kept as is: not personal data.")
 
 
 class RedactionRunOutput(serializers.ModelSerializer):
@@ -131,7 +131,7 @@ class FindingOutput(serializers.ModelSerializer):
     text = serializers.SerializerMethodField(help_text="The span's text (personal data).")
     entity_label = serializers.SerializerMethodField(help_text="The kind in words.")
     # Plain text here: the decision's enum is described once, on the PATCH input.
-    status = serializers.CharField(help_text="pending, accepted (will be replaced) or rejected (kept).")
+    status = serializers.CharField(help_text="pending (not reviewed), accepted (will be redacted) or rejected (kept).")
     status_label = serializers.CharField(source="get_status_display")
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -287,7 +287,7 @@ class FindingDecideInput(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=Finding.Status.choices,
         error_messages=_choice_error("status", Finding.Status.choices),
-        help_text="accepted (replace it), rejected (keep it) or pending (undecide).",
+        help_text="accepted (redact it), rejected (keep it as is) or pending (undecide).",
     )
     revision = serializers.IntegerField(
         min_value=0, help_text="The finding's revision as you read it; if it changed since, the answer is 409."
@@ -434,9 +434,9 @@ class FindingDetailApi(APIView):
     @extend_schema(
         summary="Decide one finding",
         description=_describe(
-            "Accept (replace it), reject (keep it) or undecide one finding, optionally changing its kind. Send the "
-            "`revision` you read: if another reviewer decided since, nothing changes and the answer is 409 with "
-            "who changed it; read the finding again and decide on what is there now.",
+            "Redact (`accepted`), keep as is (`rejected`) or undecide one finding, optionally changing its kind. "
+            "Send the `revision` you read: if another reviewer decided since, nothing changes and the answer is "
+            "409 with who changed it; read the finding again and decide on what is there now.",
             REVIEW_REDACTION,
         ),
         request=FindingDecideInput,
@@ -474,8 +474,8 @@ class RedactionBulkDecideApi(APIView):
     @extend_schema(
         summary="Decide many findings",
         description=_describe(
-            "Accept or reject every finding not yet reviewed of one kind (or every kind) within a score range "
-            "(both ends included). Findings already decided do not change.",
+            "Redact (`accepted`) or keep as is (`rejected`) every finding not yet reviewed of one kind (or every "
+            "kind) within a score range (both ends included). Findings already decided do not change.",
             REVIEW_REDACTION,
         ),
         request=BulkDecideInput,

@@ -216,8 +216,11 @@ class ReviewFilterForm(forms.Form):
 
 class BulkDecideForm(forms.Form):
     status = forms.ChoiceField(
-        choices=[(Finding.Status.ACCEPTED, "Accept"), (Finding.Status.REJECTED, "Reject")],
-        error_messages={"required": "Choose to accept or to reject.", "invalid_choice": "Choose accept or reject."},
+        choices=[(Finding.Status.ACCEPTED, "Redact"), (Finding.Status.REJECTED, "Keep as is")],
+        error_messages={
+            "required": "Choose to redact or to keep as is.",
+            "invalid_choice": "Choose redact or keep as is.",
+        },
     )
     entity_type = forms.ChoiceField(label="Kind", choices=[("", "Every kind"), *ENTITY_CHOICES], required=False)
     min_score = forms.FloatField(

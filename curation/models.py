@@ -378,8 +378,8 @@ class Finding(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Not reviewed"
-        ACCEPTED = "accepted", "Redact"
-        REJECTED = "rejected", "Keep (not personal data)"
+        ACCEPTED = "accepted", "Will be redacted"
+        REJECTED = "rejected", "Kept"
 
     run = models.ForeignKey(RedactionRun, on_delete=models.CASCADE, related_name="findings")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="findings")

@@ -2065,6 +2065,11 @@ class PiiEngine:
                 raise ValueError(f"Finding {finding.start}-{finding.end} is outside the text ({len(text)} characters).")
         if any(a.end > b.start for a, b in zip(ordered, ordered[1:], strict=False)):
             ordered = resolve_overlaps(ordered, text)
+        if pseudonymizer is not None:
+            # Names first, so an email written before its owner's name still follows the name's pseudonym.
+            for finding in ordered:
+                if finding.entity_type == PERSON and self.config.operator(PERSON) == "pseudonym":
+                    pseudonymizer.remember_person(text[finding.start : finding.end])
         parts = []
         position = 0
         for finding in ordered:
@@ -2127,6 +2132,7 @@ def _name_lists() -> tuple[frozenset[str], frozenset[str]]:
     )
 
 
+_NAME_WORD = r"[^\W\d_]+(?:['’][^\W\d_]+)?\.?"
 _FREE_MAIL = frozenset(
     _words(
         "gmail.com googlemail.com yahoo.com hotmail.com outlook.com live.com msn.com aol.com icloud.com me.com "
@@ -2172,6 +2178,8 @@ class Pseudonymizer:
         self._cache: dict[tuple[str, str], str] = {}
         self.mapping: dict[str, str] = {}
         self._male, self._female = _name_lists()
+        # People seen so far, newest first: each a tuple of (letters of a name part, casefolded; the part).
+        self._people: list[tuple[tuple[str, str], ...]] = []
 
     def _seed(self, kind: str, value: str) -> int:
         digest = hmac.new(self._key, f"{kind}\x1f{value}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
@@ -2238,7 +2246,21 @@ class Pseudonymizer:
 
     def _person(self, value: str) -> str:
         # Token by token, so "Maria Lopez", "Maria" and "Dr. Lopez" stay the same person.
-        return regex.sub(r"[^\W\d_]+(?:['’][^\W\d_]+)?\.?", lambda m: self._person_token(m.group()), value)
+        self.remember_person(value)
+        return regex.sub(_NAME_WORD, lambda m: self._person_token(m.group()), value)
+
+    def remember_person(self, value: str) -> None:
+        """Note a person's name, so that an email built from it ("maria.lopez@", "mlopez@") gets an address
+        built the same way from the name's pseudonym."""
+        parts = []
+        for match in regex.finditer(_NAME_WORD, value):
+            token = match.group().rstrip(".")
+            letters = "".join(ch for ch in token.casefold() if ch.isalpha())
+            if letters and letters not in _TITLES and len(letters) > 1:
+                parts.append((letters, token))
+        person = tuple(parts)
+        if person and person not in self._people:
+            self._people.insert(0, person)
 
     def _person_token(self, token: str) -> str:
         if token.endswith(".") and len(token) > 2:
@@ -2257,13 +2279,50 @@ class Pseudonymizer:
                 return self._digits(f"email-digits\x1f{token}", token)
             return self._name_token(token).lower()
 
-        new_local = regex.sub(r"[^\W\d_]+|\d+", part, local)
+        new_local = self._email_from_name(local)
+        if new_local is None:
+            new_local = regex.sub(r"[^\W\d_]+|\d+", part, local)
         if domain.casefold() in _FREE_MAIL:
             new_domain = domain
         else:
             suffix = _OFFLINE_TLD(domain).suffix or domain.rsplit(".", 1)[-1]
             new_domain = self._faker_value("domain", domain, lambda fake: f"{fake.domain_word()}.{suffix}")
         return f"{new_local}@{new_domain}"
+
+    def _email_from_name(self, local: str) -> str | None:
+        """The local part rebuilt from a known person's pseudonym when it is made of that person's name parts
+        (whole, or as initials, in any order and case, joined by nothing or . _ -): "Maria Lopez" ->
+        "Kristin Howard" makes "maria.lopez" "kristin.howard" and "MLopez" "KHoward". None if no person fits."""
+        pieces = regex.split(r"([._\-+]|\d+)", local)
+        for person in self._people:
+            used: set[int] = set()
+            out = []
+            named = False  # at least one whole name part: an initial alone ("m@") says too little
+            for piece in pieces:
+                if not piece.isalpha():
+                    # Separators stay; digits change as elsewhere; anything else ("o'brien") is not rebuilt here.
+                    if piece.isdigit():
+                        out.append(self._digits(f"email-digits\x1f{piece}", piece))
+                    elif piece and piece not in "._-+":
+                        break
+                    else:
+                        out.append(piece)
+                    continue
+                found = _name_parts(piece.casefold(), person, used) if len(piece.casefold()) == len(piece) else None
+                if found is None:
+                    break
+                named = named or any(whole for _, whole in found)
+                position = 0
+                for index, whole in found:
+                    length = len(person[index][0]) if whole else 1
+                    original = piece[position : position + length]
+                    position += length
+                    new = "".join(ch for ch in self._person_token(person[index][1]) if ch.isalpha())
+                    out.append(_like(new if whole else new[:1], original))
+            else:
+                if named:
+                    return "".join(out)
+        return None
 
     def _digits(self, seed_text: str, digits: str) -> str:
         rng = random.Random(self._seed("digits", seed_text))
@@ -2353,6 +2412,36 @@ class Pseudonymizer:
             return f"{street}{separator}{fake.city()}, {fake.state_abbr(include_territories=False)} {fake.zipcode()}"
 
         return self._faker_value(US_ADDRESS, value, make)
+
+
+def _name_parts(text: str, person: tuple[tuple[str, str], ...], used: set[int]) -> list[tuple[int, bool]] | None:
+    """`text` (casefolded letters) split into parts of `person`'s name not yet in `used`: a list of (index
+    of the part, whole part or its initial), whole parts tried first; None if it cannot be split so. The
+    parts found are added to `used`, so "lopez.lopez" is not read as one name twice."""
+    if not text:
+        return []
+    for whole in (True, False):
+        for index, (letters, _) in enumerate(person):
+            if index in used:
+                continue
+            head = letters if whole else letters[0]
+            if not text.startswith(head):
+                continue
+            used.add(index)
+            rest = _name_parts(text[len(head) :], person, used)
+            if rest is not None:
+                return [(index, whole), *rest]
+            used.discard(index)
+    return None
+
+
+def _like(new: str, original: str) -> str:
+    """`new` in the case of `original`: lower, upper (two letters or more) or capitalised."""
+    if original.islower():
+        return new.lower()
+    if original.isupper() and len(original) > 1:
+        return new.upper()
+    return new[:1].upper() + new[1:].lower()
 
 
 def shift_date(value: str, days: int) -> str | None:

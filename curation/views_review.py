@@ -49,8 +49,8 @@ EXAMPLES_PER_PAGE = 10
 SHORTCUTS = (
     ("j", "next finding"),
     ("k", "previous finding"),
-    ("a", "accept (redact it)"),
-    ("r", "reject (keep it)"),
+    ("x", "redact it (replace it once approved)"),
+    ("s", "keep it as is (not personal data)"),
     ("t", "change its kind"),
     ("n", "add the selected text (choose its kind, then Enter)"),
     ("?", "show or hide this help (also h)"),
@@ -347,11 +347,11 @@ def finding_decide(request, finding_id: int):
         return _answer(request, run, example, ok=False, message=message, status=400)
     kind = entity_label(finding.entity_type).lower()
     message = {
-        Finding.Status.ACCEPTED: f"Accepted: this {kind} will be replaced.",
-        Finding.Status.REJECTED: f"Rejected: this {kind} stays as it is.",
+        Finding.Status.ACCEPTED: f"Will be redacted: this {kind} is replaced once the review is approved.",
+        Finding.Status.REJECTED: f"Kept as is: this {kind} stays in the text.",
     }.get(finding.status, "Back to not reviewed.")
     if data["entity_type"]:
-        message = f"Changed to {kind} and accepted: it will be replaced."
+        message = f"Changed to {kind}. Will be redacted: it is replaced once the review is approved."
     return _answer(request, run, example, ok=True, message=message, status=200, anchor=f"finding-{finding.pk}")
 
 
@@ -380,7 +380,8 @@ def finding_add(request, run_id: int):
         )
     except ValidationError as exc:
         return _answer(request, run, example, ok=False, message=" ".join(exc.messages), status=400)
-    message = f"Added and accepted: this {entity_label(finding.entity_type).lower()} will be replaced."
+    kind = entity_label(finding.entity_type).lower()
+    message = f"Added. Will be redacted: this {kind} is replaced once the review is approved."
     return _answer(request, run, example, ok=True, message=message, status=201, anchor=f"finding-{finding.pk}")
 
 
@@ -409,7 +410,7 @@ def findings_bulk(request, run_id: int):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(back)
-    verb = "accepted" if data["status"] == Finding.Status.ACCEPTED else "rejected"
+    verb = "will be redacted" if data["status"] == Finding.Status.ACCEPTED else "kept as is"
     what = entity_label(data["entity_type"]).lower() if data["entity_type"] else "finding"
     if count:
         messages.success(request, f"{count:,} {what} finding{'s' if count != 1 else ''} {verb}.")

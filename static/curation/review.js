@@ -1,7 +1,7 @@
 // The privacy review page (it works without this script: every button is a form).
 // - Decisions and added spans are sent with fetch; the server answers with the row card, rendered and
 //   escaped on the server, which replaces the old one. Row text is never put into HTML here.
-// - Keyboard: j/k next/previous finding, a accept, r reject, t change kind, n add the selected text,
+// - Keyboard: j/k next/previous finding, x redact, s keep as is (a and r, the old keys, still work), t change kind, n add the selected text,
 //   ? or h help, Esc close.
 // - Selecting text in a field shows a bar to add it as a finding. Offsets are counted in code points of
 //   the original text (as Python counts), from the data-start of the segment the selection ends in:
@@ -259,6 +259,8 @@
     var actions = {
       j: function () { step(1); },
       k: function () { step(-1); },
+      x: function () { press("accept"); },
+      s: function () { press("reject"); },
       a: function () { press("accept"); },
       r: function () { press("reject"); },
       t: function () { press("type"); },

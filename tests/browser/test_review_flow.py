@@ -153,7 +153,7 @@ def test_privacy_reviewer_detects_reviews_fixes_and_approves(
     first_id = first.get_attribute("data-finding")
     page.keyboard.press("a")
     expect(page.locator(f"#finding-{first_id}")).to_have_class(re.compile(r"\bis-accepted\b"))
-    expect(page.locator("#review-status")).to_contain_text("Accepted")
+    expect(page.locator("#review-status")).to_contain_text("Will be redacted")
     assert Finding.objects.filter(run=run, status="accepted").count() == accepted_before + 1
 
     # The missed SSN: select it with the mouse, choose the kind, add it. An emoji comes before it in the text.
@@ -165,7 +165,7 @@ def test_privacy_reviewer_detects_reviews_fixes_and_approves(
     shot("add-selection")
     addbar.get_by_role("button", name="Add").click()
     expect(page.locator("mark.pii-US_SSN.is-accepted", has_text=MISSED_SSN)).to_have_count(1)
-    expect(page.locator("#review-status")).to_contain_text("Added and accepted")
+    expect(page.locator("#review-status")).to_contain_text("Added. Will be redacted")
     added = Finding.objects.get(run=run, recognizer="reviewer")
     text = added.example.input
     assert text[added.start : added.end] == MISSED_SSN and text.startswith("🙂")
@@ -185,13 +185,13 @@ def test_privacy_reviewer_detects_reviews_fixes_and_approves(
     # Every email at once, then everything left.
     side = page.get_by_role("complementary", name="Progress and decisions for many findings")
     side.get_by_label("Kind").select_option(label="Email address")
-    side.get_by_role("button", name="Accept all matching").click()
-    expect(page.locator(".messages")).to_contain_text(re.compile(r"\d+ email address findings? accepted\."))
+    side.get_by_role("button", name="Redact all matching").click()
+    expect(page.locator(".messages")).to_contain_text(re.compile(r"\d+ email address findings? will be redacted\."))
     assert not Finding.objects.filter(run=run, entity_type="EMAIL_ADDRESS", status="pending").exists()
     shot("bulk-emails")
     side = page.get_by_role("complementary", name="Progress and decisions for many findings")
     side.get_by_label("Kind").select_option(label="Every kind")
-    side.get_by_role("button", name="Accept all matching").click()
+    side.get_by_role("button", name="Redact all matching").click()
     expect(page.locator("#review-left")).to_contain_text("Every finding is decided.")
 
     # Approve on the summary page, then read the redacted version.

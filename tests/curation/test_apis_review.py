@@ -200,7 +200,8 @@ def test_patch_on_a_stale_revision_is_409_with_the_services_message_and_changes_
     response = api_client(rob).patch(url, {"status": "rejected", "revision": 0}, format="json")
     assert response.status_code == 409
     assert response.json() == {
-        "error": "rita changed this finding a moment ago (it is now “Redact”). Reload to see the latest decision."
+        "error": "rita changed this finding a moment ago (it is now “Will be redacted”). "
+        "Reload to see the latest decision."
     }
     target.refresh_from_db()
     assert (target.status, target.revision, target.decided_by) == ("accepted", 1, rita)

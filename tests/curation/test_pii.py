@@ -353,6 +353,47 @@ def test_pseudonym_operator_gives_realistic_consistent_surrogates():
     assert isinstance(pseudonymizer.mapping, dict)
 
 
+def test_an_email_made_of_a_persons_name_is_built_from_that_names_pseudonym():
+    pseudonymizer = Pseudonymizer(KEY)
+    first, last = pseudonymizer.surrogate(PERSON, "Kristin Lee").split()
+    fn, ln = first.lower(), last.lower()
+    expected = {
+        "kristin.lee@gmail.com": f"{fn}.{ln}@gmail.com",
+        "Kristin_Lee@gmail.com": f"{first}_{last}@gmail.com",
+        "lee-kristin@gmail.com": f"{ln}-{fn}@gmail.com",
+        "klee@gmail.com": f"{fn[0]}{ln}@gmail.com",  # initial and last name, written together
+        "KLee@gmail.com": f"{fn[0].upper()}{last}@gmail.com",
+        "kristinl@gmail.com": f"{fn}{ln[0]}@gmail.com",
+        "KRISTIN.LEE@gmail.com": f"{fn.upper()}.{ln.upper()}@gmail.com",
+        "kristin@gmail.com": f"{fn}@gmail.com",
+        "lee@gmail.com": f"{ln}@gmail.com",
+    }
+    assert {email: pseudonymizer.surrogate("EMAIL_ADDRESS", email) for email in expected} == expected
+    # Digits change; the company domain gets a made-up one; an address not made of the name is not forced into it.
+    numbered = pseudonymizer.surrogate("EMAIL_ADDRESS", "kristin.lee42@northwind.com")
+    assert re.fullmatch(rf"{fn}\.{ln}\d\d@[a-z-]+\.com", numbered) and "42@" not in numbered
+    assert "northwind" not in numbered
+    other = pseudonymizer.surrogate("EMAIL_ADDRESS", "support@gmail.com")
+    assert other != "support@gmail.com" and fn not in other and ln not in other
+
+
+def test_an_email_written_before_its_owners_name_follows_the_name():
+    pseudonymizing = PiiEngine(PiiConfig(default_operator="pseudonym", key=KEY))
+    text = "Please write to jsmith@example.org or call me. Regards, John Smith, office manager."
+    findings = pseudonymizing.detect_one(text)
+    assert {(f.entity_type, text[f.start : f.end]) for f in findings} >= {
+        ("EMAIL_ADDRESS", "jsmith@example.org"),
+        (PERSON, "John Smith"),
+    }
+    pseudonymizer = pseudonymizing.pseudonymizer()
+    redacted = pseudonymizing.anonymize(text, findings, pseudonymizer)
+    first, last = pseudonymizer.mapping["John Smith"].split()
+    email = pseudonymizer.mapping["jsmith@example.org"]
+    assert email.startswith(f"{first[0].lower()}{last.lower()}@")
+    assert email in redacted and f"Regards, {first} {last}," in redacted
+    assert "smith" not in redacted.lower() and "example.org" not in redacted
+
+
 def test_pseudonyms_are_stable_across_instances_with_the_same_key_and_differ_with_another():
     values = [
         (PERSON, "Maria Lopez"),

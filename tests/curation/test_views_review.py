@@ -316,7 +316,7 @@ def test_review_page_highlights_each_finding_with_its_kind_score_and_status(clie
     client.force_login(site["owner"])
     html = client.get(_url(site, "redaction_review") + "?show=all").content.decode()
     email = re.search(r'<mark class="pii pii-EMAIL_ADDRESS is-accepted"[^>]*>maria\.lopez@example\.com</mark>', html)
-    assert email and 'title="Email address · score 1.00 · Redact"' in email.group(0)
+    assert email and 'title="Email address · score 1.00 · Will be redacted"' in email.group(0)
     person = re.search(r'<mark class="pii pii-PERSON is-pending"[^>]*>Maria Lopez</mark>', html)
     assert person and "score 0.85 · Not reviewed" in person.group(0)
     assert "Metadata: note" in html  # every text field is shown, metadata too
@@ -325,7 +325,7 @@ def test_review_page_highlights_each_finding_with_its_kind_score_and_status(clie
     assert re.search(r"<span class=\"count\">7</span>\s*findings not reviewed", left)
     assert re.search(r'Person&#x27;s name</span> <span class="num">4</span>', left)
     # The shortcuts are on the page.
-    for key in ("j", "k", "a", "r", "t", "n", "?"):
+    for key in ("j", "k", "x", "s", "t", "n", "?"):
         assert f"<kbd>{key}</kbd>" in html
 
 
@@ -388,7 +388,8 @@ def test_accept_with_a_plain_form_returns_to_the_same_place(client, site):
     assert response.status_code == 302 and response["Location"] == f"{back}#finding-{target.pk}"
     target.refresh_from_db()
     assert target.status == Finding.Status.ACCEPTED and target.revision == 1 and target.decided_by == site["owner"]
-    assert "Accepted: this person&#x27;s name will be replaced." in client.get(back).content.decode()
+    page = client.get(back).content.decode()
+    assert "Will be redacted: this person&#x27;s name is replaced once the review is approved." in page
 
 
 def test_a_foreign_next_address_is_ignored(client, site):
@@ -410,7 +411,7 @@ def test_reject_from_the_script_answers_json_with_the_fresh_card_and_counts(clie
     )
     assert response.status_code == 200
     data = response.json()
-    assert data["ok"] is True and data["message"] == "Rejected: this person's name stays as it is."
+    assert data["ok"] is True and data["message"] == "Kept as is: this person's name stays in the text."
     assert f'id="example-{target.example_id}"' in data["card"]
     assert re.search(r'<mark class="pii pii-PERSON is-rejected"[^>]*>Maria Lopez</mark>', data["card"])
     assert 'name="revision" value="1"' in data["card"]
@@ -429,7 +430,8 @@ def test_changing_the_kind_accepts_the_finding_as_the_new_kind(client, site):
     )
     assert (
         response.status_code == 200
-        and response.json()["message"] == "Changed to organisation and accepted: it will be replaced."
+        and response.json()["message"]
+        == "Changed to organisation. Will be redacted: it is replaced once the review is approved."
     )
     target.refresh_from_db()
     assert (target.entity_type, target.status) == ("ORGANIZATION", Finding.Status.ACCEPTED)
@@ -482,7 +484,7 @@ def test_a_stale_revision_gives_the_clear_message_and_changes_nothing(client, si
     assert data["ok"] is False
     assert (
         data["message"]
-        == "rita changed this finding a moment ago (it is now “Redact”). Reload to see the latest decision."
+        == "rita changed this finding a moment ago (it is now “Will be redacted”). Reload to see the latest decision."
     )
     assert re.search(
         r'<mark class="pii pii-PERSON is-accepted"[^>]*>Maria Lopez</mark>', data["card"]
@@ -563,7 +565,7 @@ def test_bulk_accept_by_kind_and_score_range_changes_exactly_those(client, site)
         {"status": "accepted", "entity_type": "PERSON", "min_score": "0.7", "max_score": "0.9"},
         follow=True,
     )
-    assert "3 person&#x27;s name findings accepted." in response.content.decode()
+    assert "3 person&#x27;s name findings will be redacted." in response.content.decode()
     accepted = run.findings.filter(status=Finding.Status.ACCEPTED)
     assert sorted(accepted.values_list("field", "score")) == [("input", 0.85), ("input", 0.85), ("metadata.note", 0.7)]
     assert set(accepted.values_list("entity_type", flat=True)) == {"PERSON"}
@@ -685,7 +687,7 @@ def test_an_approved_review_is_read_only_and_the_pseudonym_page_waits_for_approv
     html = client.get(_url(site, "redaction_review") + "?show=all").content.decode()
     assert "its findings can no longer change" in html
     assert "Maria Lopez" in html and 'name="status" value="accepted"' not in html
-    assert "Accept all matching" not in html
+    assert "Redact all matching" not in html
 
 
 def test_the_run_page_says_which_profile_ran(client, site, make_user):
