@@ -24,11 +24,12 @@ system-deps:
 migrate: install
 	DEBUG=1 $(PY) manage.py migrate --noinput
 
+# scripts/demo_env.sh keeps the demo's output quiet: no progress bars or FutureWarning lines.
 demo: migrate
-	DEBUG=1 $(PY) manage.py seed_demo
+	@. scripts/demo_env.sh && DEBUG=1 $(PY) manage.py seed_demo
 
 run: demo
-	DEBUG=1 scripts/run_demo.sh
+	@DEBUG=1 scripts/run_demo.sh
 
 test: install system-deps
 	$(VENV)/bin/pytest

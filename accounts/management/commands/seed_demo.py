@@ -47,6 +47,16 @@ def demo_password(slug: str) -> str:
     return f"{slug.replace('_', '-')}-demo-2026"
 
 
+def account_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows as columns padded to their longest cell, under a rule, so the accounts line up."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  " + "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
 class Command(BaseCommand):
     help = "Create the role groups, one demo account per role and the demo dataset. Safe to run again."
 
@@ -91,9 +101,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Annotation project “{project.name}”: {project.task_count} examples.")
         if not UseCase.objects.filter(slug=DEMO_USE_CASE).exists():
             self._evaluation_demo(engineer=user_model.objects.get(username="engineer"))
-        self.stdout.write("\nDemo accounts (username / password):")
-        for name, username, password in rows:
-            self.stdout.write(f"  {name:<17} {username:<17} {password}")
+        self.stdout.write("\nDemo accounts:")
+        self.stdout.write(account_table([("Role", "Username", "Password"), *rows]))
 
     def _reviewed(self, name, task_type, mapping, *, seed, curator, reviewer):
         """Import, detect personal data, accept every finding and approve: what a reviewer would do by hand."""
