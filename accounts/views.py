@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
@@ -19,9 +21,52 @@ def _roles_of(user):
     return [role for role in ROLES if role.name in names]
 
 
+HOME_LOOKBACK = timedelta(days=7)  # failed work older than this no longer waits on anyone's home page
+
+
+def _queues(user, roles) -> dict:
+    """Each role's work queue for the home page, read through the apps' selectors (a few queries each)."""
+    # Imported here: the apps import accounts (services, roles), so accounts loads their selectors late.
+    from annotation import selectors as annotation_selectors
+    from curation import selectors as curation_selectors
+    from evaluation import selectors as evaluation_selectors
+    from training import selectors as training_selectors
+
+    slugs = {role.slug for role in roles}
+    since = timezone.now() - HOME_LOOKBACK
+    queues: dict = {}
+    if "privacy_reviewer" in slugs:
+        queues["privacy"] = curation_selectors.privacy_queue(user=user)
+    if "annotator" in slugs or "annotation_reviewer" in slugs:
+        queues["annotate"] = annotation_selectors.annotator_queue(user=user)
+    if "annotation_reviewer" in slugs or "curator" in slugs:
+        queues["disagreements"] = annotation_selectors.disagreements_waiting()
+    if "curator" in slugs:
+        queues["curate"] = curation_selectors.curator_queue(user=user)
+    if "engineer" in slugs:
+        queues["engineer"] = training_selectors.engineer_queue(user=user, since=since)
+        queues["engineer"]["passing"] = evaluation_selectors.candidates_passing_gate()
+    if "manager" in slugs:
+        queues["manager"] = {
+            "headline": evaluation_selectors.kpi_headline(),
+            "promotions": list(evaluation_selectors.promotions_recent()),
+        }
+    if "admin" in slugs:
+        failed = [
+            *curation_selectors.failed_recent(since=since),
+            *training_selectors.failed_recent(since=since),
+            *evaluation_selectors.failed_recent(since=since),
+            *annotation_selectors.failed_recent(since=since),
+        ]
+        failed.sort(key=lambda row: row["when"], reverse=True)
+        queues["admin"] = {"events": list(audit_event_list()[:8]), "failed": failed, "days": HOME_LOOKBACK.days}
+    return queues
+
+
 @login_required
 def home(request):
-    return render(request, "home.html", {"roles": _roles_of(request.user)})
+    roles = _roles_of(request.user)
+    return render(request, "home.html", {"roles": roles, "queues": _queues(request.user, roles)})
 
 
 def _profile_page(request, form: ApiTokenForm, status: int = 200):

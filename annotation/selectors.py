@@ -6,12 +6,14 @@ from collections import defaultdict
 from statistics import median
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 from annotation import agreement
 from annotation import schema as schemas
-from annotation.models import Annotation, AnnotationProject, Assignment, Task
+from annotation.models import Annotation, AnnotationProject, Assignment, PublishRun, Task
 from curation.models import DatasetVersion
 
 AGREEMENT_CACHE_SECONDS = 24 * 3600
@@ -201,3 +203,70 @@ def published_versions(project: AnnotationProject):
 def assignments_of(user):
     """An annotator's own reservations, newest first: nobody sees anyone else's."""
     return Assignment.objects.filter(annotator=user).select_related("task__project", "task__example")
+
+
+# --- home page queues ----------------------------------------------------------------------------
+
+
+def annotator_queue(*, user) -> list[AnnotationProject]:
+    """Open projects with examples left for ``user``: ``left`` (examples they may still answer) and ``mine`` (their
+    answers), in one query. Like the labelling page, an example counts until it has its answers, and never counts
+    for someone who answered or skipped it."""
+    answered = Annotation.objects.filter(task=OuterRef("pk"), annotator=user)
+    skipped = Assignment.objects.filter(task=OuterRef("pk"), annotator=user, status=Assignment.Status.SKIPPED)
+    left = (
+        Task.objects.filter(
+            ~Exists(answered),
+            ~Exists(skipped),
+            project=OuterRef("pk"),
+            status=Task.Status.OPEN,
+            annotation_count__lt=OuterRef("annotations_per_example"),
+        )
+        .order_by()
+        .values("project")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    mine = (
+        Annotation.objects.filter(task__project=OuterRef("pk"), annotator=user)
+        .order_by()
+        .values("task__project")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    projects = (
+        AnnotationProject.objects.filter(status=AnnotationProject.Status.OPEN)
+        .annotate(left=Coalesce(Subquery(left), 0), mine=Coalesce(Subquery(mine), 0))
+        .filter(left__gt=0)
+        .order_by("created_at", "id")
+    )
+    rows = list(projects)
+    for project in rows:
+        project.mine_percent = round(100 * project.mine / (project.mine + project.left), 1)
+    return rows
+
+
+def disagreements_waiting() -> list[AnnotationProject]:
+    """Projects with examples whose annotators disagree, with how many (``disagreements``), in one query."""
+    return list(
+        AnnotationProject.objects.annotate(
+            disagreements=Count("tasks", filter=Q(tasks__status=Task.Status.DISAGREEMENT))
+        )
+        .filter(disagreements__gt=0)
+        .order_by("created_at", "id")
+    )
+
+
+def failed_recent(*, since) -> list[dict]:
+    """Publications of a project's answers that failed since ``since``, for the admin's home page."""
+    return [
+        {
+            "what": f"New version from the project {run.project}",
+            "when": run.created_at,
+            "error": run.error,
+            "url": reverse("annotation:project_detail", args=[run.project_id]),
+        }
+        for run in PublishRun.objects.filter(status=PublishRun.Status.FAILED, created_at__gte=since)
+        .select_related("project")
+        .order_by("-created_at")[:5]
+    ]

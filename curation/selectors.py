@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Window
+from django.urls import reverse
 
 from curation import formats
 from curation.models import (
@@ -376,3 +377,91 @@ def example_text_fields(example: Example) -> list[tuple[str, str]]:
         if isinstance(value, str) and value.strip():
             fields.append((f"metadata.{key}", value))
     return fields
+
+
+# --- home page queues ----------------------------------------------------------------------------
+
+QUEUE_ROWS = 5  # rows a home-page section lists; its count says how many there are in all
+
+
+def _unreviewed_versions() -> QuerySet[DatasetVersion]:
+    return DatasetVersion.objects.filter(
+        status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.RAW, dataset__in=dataset_list()
+    )
+
+
+def privacy_queue(*, user) -> dict:
+    """A privacy reviewer's work: ready versions nobody has started a review of, and reviews with undecided findings.
+
+    Three queries whatever the number of versions and runs.
+    """
+    open_runs = RedactionRun.objects.filter(version=OuterRef("pk"), status__in=RedactionRun.ACTIVE_STATUSES)
+    waiting = (
+        _unreviewed_versions()
+        .exclude(Exists(open_runs))
+        .select_related("dataset")
+        .annotate(total=Window(Count("pk")))
+        .order_by("created_at", "pk")
+    )
+    waiting_rows = list(waiting[:QUEUE_ROWS])
+    runs = (
+        RedactionRun.objects.filter(
+            status__in=RedactionRun.ACTIVE_STATUSES, version__status=DatasetVersion.Status.READY
+        )
+        .select_related("version__dataset")
+        .annotate(pending=Count("findings", filter=Q(findings__status=Finding.Status.PENDING)))
+        .order_by("created_at", "pk")
+    )
+    run_rows = list(runs)
+    undecided = [run for run in run_rows if run.status == RedactionRun.Status.REVIEW and run.pending]
+    detecting = [run for run in run_rows if run.is_detecting]
+    return {
+        "waiting": waiting_rows,
+        "waiting_count": waiting_rows[0].total if waiting_rows else 0,
+        "undecided": undecided[:QUEUE_ROWS],
+        "undecided_count": len(undecided),
+        "undecided_findings": sum(run.pending for run in undecided),
+        "detecting": detecting[:QUEUE_ROWS],
+        "detecting_count": len(detecting),
+    }
+
+
+def curator_queue(*, user) -> dict:
+    """A curator's work: imports checked and waiting for their decision, and versions no privacy reviewer approved."""
+    uploads = upload_list_for(user).filter(status=Upload.Status.VALIDATED).annotate(total=Window(Count("pk")))
+    upload_rows = list(uploads.order_by("created_at", "pk")[:QUEUE_ROWS])
+    versions = with_privacy_review(
+        _unreviewed_versions().select_related("dataset").annotate(total=Window(Count("pk")))
+    ).order_by("-created_at", "-pk")
+    version_rows = list(versions[:QUEUE_ROWS])
+    return {
+        "uploads": upload_rows,
+        "uploads_count": upload_rows[0].total if upload_rows else 0,
+        "versions": version_rows,
+        "versions_count": version_rows[0].total if version_rows else 0,
+    }
+
+
+def failed_recent(*, since) -> list[dict]:
+    """Imports and personal-data detections that failed since ``since``, for the admin's home page."""
+    failed = [
+        {
+            "what": f"Import of {upload.original_name}",
+            "when": upload.updated_at,
+            "error": upload.error,
+            "url": reverse("curation:upload_detail", args=[upload.pk]),
+        }
+        for upload in Upload.objects.filter(status=Upload.Status.FAILED, updated_at__gte=since)[:QUEUE_ROWS]
+    ]
+    failed += [
+        {
+            "what": f"Personal-data detection on {run.version}",
+            "when": run.finished_at or run.created_at,
+            "error": run.error,
+            "url": reverse("curation:redaction_detail", args=[run.pk]),
+        }
+        for run in RedactionRun.objects.filter(status=RedactionRun.Status.FAILED, created_at__gte=since).select_related(
+            "version__dataset"
+        )[:QUEUE_ROWS]
+    ]
+    return failed

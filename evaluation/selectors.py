@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Sum
+from django.urls import reverse
 
 from evaluation import metrics as metric_lib
-from evaluation.models import EvalRun, Kpi, KpiImportRun, KpiObservation, Prediction, UseCase
+from evaluation.models import EvalRun, Kpi, KpiImportRun, KpiObservation, Prediction, StageChange, UseCase
 from projectsite.progress import progress_read
 
 
@@ -292,3 +293,100 @@ def pilot_results(pilot) -> list[dict]:
         if pair:
             results.append({"kpi": kpi, **pair})
     return results
+
+
+# --- home page queues ----------------------------------------------------------------------------
+
+GATE_CHECKS_ON_HOME = 5  # the newest candidates checked against their use case's gate (each check reads their runs)
+
+
+def candidates_passing_gate() -> list[dict]:
+    """Candidates (and staging models) that pass their use case's promotion gate today: ``{"use_case", "model"}``.
+
+    Only the newest few candidates are checked, so the home page's cost does not grow with the registry.
+    """
+    from evaluation.services import gate_check
+    from training.models import TrainedModel
+
+    use_cases = list(UseCase.objects.select_related("production"))
+    tasks = {use_case.task for use_case in use_cases}
+    candidates = list(
+        TrainedModel.objects.filter(
+            task__in=tasks, stage__in=[TrainedModel.Stage.CANDIDATE, TrainedModel.Stage.STAGING]
+        )
+        .select_related("base_model", "dataset_version__dataset")
+        .order_by("-created_at", "-pk")[:GATE_CHECKS_ON_HOME]
+    )
+    passing = []
+    for trained in candidates:
+        for use_case in use_cases:
+            eligible = use_case.task == trained.task and use_case.production_id != trained.pk and use_case.gate
+            if eligible and gate_check(use_case=use_case, candidate=trained)["passed"]:
+                passing.append({"use_case": use_case, "model": trained})
+    return passing
+
+
+def kpi_headline() -> list[dict]:
+    """The dashboard's headline in two queries: per KPI, the production model's average over all periods and the
+    best other model's, weighted by sample size (the dashboard adds intervals and significance)."""
+    rows = (
+        KpiObservation.objects.values("kpi__slug", "kpi__name", "kpi__unit", "kpi__kind", "kpi__higher_is_better")
+        .annotate(model=F("model_name"), total=Sum(F("value") * F("sample_size")), n=Sum("sample_size"))
+        .order_by("kpi__name", "model_name")
+    )
+    productions = set(production_model_names())
+    by_kpi: dict[str, dict] = {}
+    for row in rows:
+        entry = by_kpi.setdefault(
+            row["kpi__slug"],
+            {
+                "name": row["kpi__name"],
+                "unit": row["kpi__unit"],
+                "proportion": row["kpi__kind"] == Kpi.Kind.PROPORTION,
+                "higher_is_better": row["kpi__higher_is_better"],
+                "models": [],
+            },
+        )
+        entry["models"].append({"model": row["model"], "mean": row["total"] / row["n"], "n": row["n"]})
+    headline = []
+    for entry in by_kpi.values():
+        sign = 1 if entry["higher_is_better"] else -1
+        production = next((m for m in entry["models"] if m["model"] in productions), None)
+        others = [m for m in entry["models"] if m is not production]
+        best = max(others, key=lambda m: sign * m["mean"], default=None)
+        headline.append({**entry, "production": production, "best_other": best})
+    return headline
+
+
+def promotions_recent(*, limit: int = 5) -> QuerySet[StageChange]:
+    """The last models put into production (promotions and rollbacks), newest first."""
+    return StageChange.objects.filter(to_stage="production").select_related("use_case", "trained_model", "actor")[
+        :limit
+    ]
+
+
+def failed_recent(*, since) -> list[dict]:
+    """Evaluations and KPI imports that failed since ``since``, for the admin's home page."""
+    failed = [
+        {
+            "what": f"Evaluation #{run.pk} on {run.dataset_version}",
+            "when": run.finished_at or run.created_at,
+            "error": run.error,
+            "url": reverse("evaluation:run_detail", args=[run.pk]),
+        }
+        for run in EvalRun.objects.filter(status=EvalRun.Status.FAILED, created_at__gte=since)
+        .select_related("dataset_version__dataset")
+        .order_by("-created_at")[:5]
+    ]
+    failed += [
+        {
+            "what": f"Import of business results from {run.original_name}",
+            "when": run.created_at,
+            "error": run.error,
+            "url": reverse("evaluation:kpi_import_run", args=[run.pk]),
+        }
+        for run in KpiImportRun.objects.filter(status=KpiImportRun.Status.FAILED, created_at__gte=since).order_by(
+            "-created_at"
+        )[:5]
+    ]
+    return failed

@@ -1,9 +1,10 @@
 """REST API plumbing shared by every app: the error format, JSON errors for every /api/ address, the schema class."""
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
@@ -113,10 +114,21 @@ def api_not_found(request, *args, **kwargs):
     return JsonResponse({"error": NOT_FOUND}, status=404)
 
 
+def _error_page(request, template: str, status: int, exception=None):
+    """A styled error page with the menu; the roles the person has, and what each may do, so they know where to go."""
+    from accounts.roles import ROLES, role_names_of
+
+    names = set(role_names_of(request.user)) if hasattr(request, "user") else set()
+    # Only a sentence meant for people (a service's refusal) is shown, not Django's empty or technical messages.
+    reason = str(exception) if isinstance(exception, PermissionDenied) and exception.args else ""
+    context = {"roles": [role for role in ROLES if role.name in names], "reason": reason}
+    return render(request, template, context, status=status)
+
+
 def page_not_found(request, exception=None):
     if _is_api(request):
         return JsonResponse({"error": NOT_FOUND}, status=404)
-    return defaults.page_not_found(request, exception)
+    return _error_page(request, "404.html", 404)
 
 
 def bad_request(request, exception=None):
@@ -130,7 +142,7 @@ def bad_request(request, exception=None):
 def permission_denied(request, exception=None):
     if _is_api(request):
         return JsonResponse({"error": "You do not have permission to do this."}, status=403)
-    return defaults.permission_denied(request, exception)
+    return _error_page(request, "403.html", 403, exception)
 
 
 def server_error(request):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet, Window
+from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import DatasetVersion
@@ -137,3 +138,54 @@ def trained_model_zip(trained: TrainedModel, *, merged: bool = False):
                     out.write(block)
     archive.seek(0)
     return archive
+
+
+# --- home page queues ----------------------------------------------------------------------------
+
+QUEUE_ROWS = 5  # rows a home-page section lists; its count says how many there are in all
+
+
+def engineer_queue(*, user, since) -> dict:
+    """An engineer's work: jobs running or waiting, jobs that failed since ``since``, and trained models nobody has
+    evaluated (no evaluation finished or under way). Three queries."""
+    jobs = list(
+        TrainingJob.objects.filter(
+            Q(status__in=TrainingJob.ACTIVE_STATUSES) | Q(status=TrainingJob.Status.FAILED, finished_at__gte=since)
+        )
+        .select_related("base_model", "dataset_version__dataset")
+        .order_by("-created_at", "-pk")
+    )
+    active = [job for job in jobs if job.status in TrainingJob.ACTIVE_STATUSES]
+    failed = [job for job in jobs if job.status == TrainingJob.Status.FAILED]
+    unevaluated = (
+        trained_model_list()
+        .exclude(stage=TrainedModel.Stage.ARCHIVED)
+        .exclude(eval_runs__status__in=("queued", "running", "succeeded"))
+        .select_related("dataset_version__dataset")
+        .annotate(total=Window(Count("pk")))
+        .order_by("-created_at", "-pk")
+    )
+    unevaluated_rows = list(unevaluated[:QUEUE_ROWS])
+    return {
+        "active": active[:QUEUE_ROWS],
+        "active_count": len(active),
+        "failed": failed[:QUEUE_ROWS],
+        "failed_count": len(failed),
+        "unevaluated": unevaluated_rows,
+        "unevaluated_count": unevaluated_rows[0].total if unevaluated_rows else 0,
+    }
+
+
+def failed_recent(*, since) -> list[dict]:
+    """Training jobs that failed since ``since``, for the admin's home page."""
+    return [
+        {
+            "what": f"Training job #{job.pk} ({job.base_model.name} on {job.dataset_version})",
+            "when": job.finished_at or job.created_at,
+            "error": job.error,
+            "url": reverse("training:job_detail", args=[job.pk]),
+        }
+        for job in TrainingJob.objects.filter(status=TrainingJob.Status.FAILED, created_at__gte=since)
+        .select_related("base_model", "dataset_version__dataset")
+        .order_by("-created_at")[:QUEUE_ROWS]
+    ]
