@@ -275,6 +275,7 @@ def test_two_annotators_label_with_the_keyboard_a_reviewer_settles_and_a_curator
     expect(answers.locator("tr.an-disagree")).to_contain_text("Technical")
     browsers.shot(rhea, "review-task")
     rhea.get_by_role("button", name="Use blair's answer").click()
+    rhea.get_by_role("dialog").get_by_role("button", name="Yes, use blair's answer").click()
     expect(rhea.locator(".messages")).to_contain_text("No disagreement is left to review.")
     expect(rhea.locator("#review-empty")).to_be_visible()
     disagreement.refresh_from_db()
@@ -285,6 +286,8 @@ def test_two_annotators_label_with_the_keyboard_a_reviewer_settles_and_a_curator
     casey.goto(f"/annotation/projects/{project.pk}/")
     casey.get_by_label("Also finish the project").check()
     casey.get_by_role("button", name="Create new dataset version").click()
+    expect(casey.get_by_role("dialog")).to_contain_text("Annotators can no longer add answers")
+    casey.get_by_role("dialog").get_by_role("button", name="Yes, finish the project").click()
     # The worker makes the version; the page follows its progress and shows the outcome when it is done.
     expect(casey.locator("#publish-result")).to_contain_text("settled answers written into 4 rows", timeout=60_000)
     expect(casey.locator("#publish-result")).to_contain_text("The project was finished")

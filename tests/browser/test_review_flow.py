@@ -186,12 +186,14 @@ def test_privacy_reviewer_detects_reviews_fixes_and_approves(
     side = page.get_by_role("complementary", name="Progress and decisions for many findings")
     side.get_by_label("Kind").select_option(label="Email address")
     side.get_by_role("button", name="Redact all matching").click()
+    page.get_by_role("dialog").get_by_role("button", name="Yes, redact all matching").click()
     expect(page.locator(".messages")).to_contain_text(re.compile(r"\d+ email address findings? will be redacted\."))
     assert not Finding.objects.filter(run=run, entity_type="EMAIL_ADDRESS", status="pending").exists()
     shot("bulk-emails")
     side = page.get_by_role("complementary", name="Progress and decisions for many findings")
     side.get_by_label("Kind").select_option(label="Every kind")
     side.get_by_role("button", name="Redact all matching").click()
+    page.get_by_role("dialog").get_by_role("button", name="Yes, redact all matching").click()
     expect(page.locator("#review-left")).to_contain_text("Every finding is decided.")
 
     # Approve on the summary page, then read the redacted version.

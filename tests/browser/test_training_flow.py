@@ -122,6 +122,7 @@ def test_engineer_launches_watches_cancels_and_downloads(
     screenshot("queue")
     page.goto(f"/training/jobs/{second.pk}/")
     page.get_by_role("button", name="Cancel job").click()
+    page.get_by_role("dialog").get_by_role("button", name="Yes, cancel job").click()
     expect(page.locator("#job-status")).to_have_text("Cancelled", timeout=60_000)
     assert TrainingJob.objects.get(pk=second.pk).status == TrainingJob.Status.CANCELLED
     screenshot("cancelled")
