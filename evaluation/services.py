@@ -1256,7 +1256,9 @@ def retrain_advance() -> None:
             gate = gate_check(use_case=run.use_case, candidate=run.eval_run.trained_model)
             status = RetrainRun.Status.PROPOSED if gate["passed"] else RetrainRun.Status.NOT_BETTER
             message = (
-                "Passed the gate: an engineer can promote it." if gate["passed"] else "Did not beat the current model."
+                "Passed the gate: an engineer can promote it."
+                if gate["passed"]
+                else "Did not pass the gate: " + " ".join(gate_failures(gate))
             )
             RetrainRun.objects.filter(pk=run.pk).update(gate_result=gate)
             _retrain_finish(run, status, message)
