@@ -3,8 +3,12 @@ reviewer), and an empty reply-correction project. Built through the services, as
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import F
+
 from annotation import services
-from annotation.models import AnnotationProject
+from annotation.models import AnnotationProject, Assignment
 from curation.models import DatasetVersion
 
 ROUTING_PROJECT = "Routing check (demo)"
@@ -82,11 +86,17 @@ def demo_projects_ensure(
                 if who == 1 and assignment.task.position in ROUTING_DISAGREEMENTS:
                     truth = next(label for label in labels if label != truth)
                 urgency = 2 + assignment.task.position % 3 + who * (assignment.task.position % 2)  # a point apart
+                spent = 6 + assignment.task.position % 5 + 3 * who
+                # The service believes the page's seconds only up to the time since the reservation began (a
+                # few milliseconds here): as if reserved that long ago, or every demo answer would take 0 s.
+                Assignment.objects.filter(pk=assignment.pk).update(
+                    reserved_at=F("reserved_at") - timedelta(seconds=spent)
+                )
                 services.annotation_submit(
                     assignment=assignment,
                     annotator=annotator,
                     answer={"category": truth, "urgency": urgency},
-                    active_seconds=6 + assignment.task.position % 5,
+                    active_seconds=spent,
                 )
         made.append(project)
     replies = _approved(replies_dataset)

@@ -117,6 +117,14 @@ class Task(models.Model):
     def is_settled(self) -> bool:
         return self.status in self.SETTLED
 
+    @property
+    def settled_stamp(self) -> str:
+        """Who settled it and when, as one string: a reviewer's page sends it back, so a save can tell that someone
+        else settled the example meanwhile. Empty while no reviewer has."""
+        if self.adjudicated_at is None:
+            return ""
+        return f"{self.adjudicated_by_id or 0}@{self.adjudicated_at.isoformat()}"
+
 
 class Assignment(models.Model):
     """An example reserved for one annotator until ``expires_at``; also holds their autosaved draft."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -505,19 +505,58 @@ def annotation_record_external(
 
 
 @transaction.atomic
-def task_adjudicate(*, task: Task, actor, answer: dict) -> Task:
-    """A reviewer's final answer for an example, whatever the annotators said."""
+def task_adjudicate(*, task: Task, actor, answer: dict, settled_seen: str | None = None) -> Task:
+    """A reviewer's final answer for an example, whatever the annotators said.
+
+    ``settled_seen`` is ``task.settled_stamp`` as the reviewer's page showed it: when another reviewer settled the
+    example since, nothing changes and AnnotationConflict says so (checked before the answer, so a reviewer whose
+    form was left half-filled learns what happened rather than which field is missing). None skips the check."""
     task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    if settled_seen is not None and task.settled_stamp != settled_seen:
+        who = task.adjudicated_by.get_username() if task.adjudicated_by else "someone"
+        at = timezone.localtime(task.adjudicated_at).strftime("%H:%M") if task.adjudicated_at else ""
+        opening = (
+            "You settled this example in another tab or window"
+            if task.adjudicated_by_id == actor.pk
+            else f"Someone settled this example while you were reading it ({who}, at {at})"
+        )
+        raise AnnotationConflict(
+            f"{opening}. Their final answer is shown below and nothing of yours was saved; "
+            "save again if yours should replace it."
+        )
     if task.annotation_count == 0:
         raise ValidationError("Nobody has annotated this example yet; there is nothing to settle.")
     cleaned = _answer_or_error(task.project.schema, answer)
-    before = {"status": task.status, "answer": task.answer}
+    before = {
+        "status": task.status,
+        "answer": task.answer,
+        "adjudicated_by": task.adjudicated_by_id,
+        "adjudicated_at": task.adjudicated_at.isoformat() if task.adjudicated_at else None,
+    }
     task.status = Task.Status.ADJUDICATED
     task.answer = cleaned
     task.adjudicated_by = actor
     task.adjudicated_at = timezone.now()
     task.save(update_fields=["status", "answer", "adjudicated_by", "adjudicated_at", "updated_at"])
     audit_record(actor=actor, action="task.adjudicate", obj=task, before=before, after={"answer": cleaned})
+    task.undo = before  # what task_adjudicate_undo puts back
+    return task
+
+
+@transaction.atomic
+def task_adjudicate_undo(*, task: Task, actor, previous: dict, settled_seen: str) -> Task:
+    """Put back an example as it was before ``task_adjudicate`` (``previous`` is its ``undo``), unless it changed
+    since (``settled_seen``: the stamp right after that decision), which AnnotationConflict says."""
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    if task.settled_stamp != settled_seen:
+        raise AnnotationConflict("This example changed since you settled it, so it cannot be undone from here.")
+    before = {"status": task.status, "answer": task.answer}
+    task.status = previous["status"]
+    task.answer = previous["answer"]
+    task.adjudicated_by_id = previous["adjudicated_by"]
+    task.adjudicated_at = datetime.fromisoformat(previous["adjudicated_at"]) if previous["adjudicated_at"] else None
+    task.save(update_fields=["status", "answer", "adjudicated_by", "adjudicated_at", "updated_at"])
+    audit_record(actor=actor, action="task.adjudicate_undo", obj=task, before=before, after={"status": task.status})
     return task
 
 

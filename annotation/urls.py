@@ -21,6 +21,7 @@ urlpatterns = [
     path("projects/<int:project_id>/review/", views.review_queue, name="review_queue"),
     path("tasks/<int:task_id>/", views.task_detail, name="task_detail"),
     path("tasks/<int:task_id>/adjudicate/", views.task_adjudicate, name="task_adjudicate"),
+    path("tasks/<int:task_id>/adjudicate/undo/", views.task_adjudicate_undo, name="task_adjudicate_undo"),
     path("tasks/<int:task_id>/gold/", views.task_gold, name="task_gold"),
     path("projects/<int:project_id>/label-studio/push/", views.label_studio_push, name="label_studio_push"),
     path("projects/<int:project_id>/label-studio/pull/", views.label_studio_pull, name="label_studio_pull"),

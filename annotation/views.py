@@ -5,7 +5,8 @@ Services raise ValidationError with plain messages (AnnotationConflict when anot
 in the way); they are shown next to the field or on top of the page, and what the person typed is shown again.
 
 The labelling page works without JavaScript: the answer is a form, Skip and Undo are its other buttons. label.js adds
-the keyboard shortcuts, the autosave of drafts (``assignment_draft``, JSON) and the timer of visible seconds.
+the keyboard shortcuts, the autosave of drafts (``assignment_draft``, JSON), the timer of visible seconds, and a
+Submit without a page load (``label_submit`` answers JSON holding the next example's page when asked for JSON).
 Annotators only ever see their own answers there; the answers of everyone are on the task page, for reviewers.
 """
 
@@ -541,6 +542,29 @@ def _label_page(
     return render(request, "annotation/label.html", context, status=status)
 
 
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _page_as_json(page, *, ok: bool, message: str = "") -> JsonResponse:
+    """The labelling page for label.js, which swaps its #label-page in place instead of loading the page."""
+    return JsonResponse({"ok": ok, "message": message, "html": page.content.decode()}, status=page.status_code)
+
+
+def _go_on_json(request, project: AnnotationProject, message: str) -> JsonResponse:
+    """``_go_on`` for label.js: the next example's page, or where to go when there is none (with the message)."""
+    try:
+        assignment = services.assignment_next(project=project, annotator=request.user)
+    except ValidationError as exc:
+        messages.success(request, message)
+        messages.info(request, _error_text(exc))
+        return JsonResponse({"ok": True, "redirect": reverse("annotation:project_detail", args=[project.pk])})
+    if assignment is None:
+        messages.success(request, message)
+        return JsonResponse({"ok": True, "redirect": reverse("annotation:label_done", args=[project.pk])})
+    return _page_as_json(_label_page(request, project, assignment), ok=True, message=message)
+
+
 def _go_on(request, project: AnnotationProject):
     """Reserve the next example and show it, or say that nothing is left."""
     try:
@@ -604,10 +628,15 @@ def label_submit(request, project_id: int):
         )
     except AnnotationConflict as exc:
         assignment.refresh_from_db()
-        return _label_page(request, project, assignment, values=answer, conflict=_error_text(exc), status=409)
+        page = _label_page(request, project, assignment, values=answer, conflict=_error_text(exc), status=409)
+        return _page_as_json(page, ok=False, message=_error_text(exc)) if _wants_json(request) else page
     except ValidationError as exc:
-        return _label_page(request, project, assignment, values=answer, errors=_error_dict(exc), status=400)
-    messages.success(request, f"Your answer to example {assignment.task.position + 1} is saved.")
+        page = _label_page(request, project, assignment, values=answer, errors=_error_dict(exc), status=400)
+        return _page_as_json(page, ok=False, message="The answer could not be saved.") if _wants_json(request) else page
+    message = f"Your answer to example {assignment.task.position + 1} is saved."
+    if _wants_json(request):
+        return _go_on_json(request, project, message)
+    messages.success(request, message)
     return _go_on(request, project)
 
 
@@ -692,6 +721,20 @@ def assignment_draft(request, assignment_id: int):
 
 # --- review --------------------------------------------------------------------------------------------------------
 
+# The session keys of the offer to undo the decision a reviewer just made (see task_adjudicate): made by the decision,
+# moved to "offered" by the next page, which shows it once; the Undo button uses the offered one.
+UNDO_SESSION_KEY = "annotation:settle-undo"
+UNDO_OFFERED_KEY = "annotation:settle-undo-offered"
+
+
+def _undo_offer(request, project: AnnotationProject) -> dict | None:
+    offer = request.session.pop(UNDO_SESSION_KEY, None)
+    if not offer or offer["project"] != project.pk:
+        return None
+    request.session[UNDO_OFFERED_KEY] = offer
+    return offer
+
+
 REVIEW_FILTERS = (
     ("disagreement", "Disagreements"),
     ("all", "All examples"),
@@ -718,6 +761,7 @@ def review_queue(request, project_id: int):
     page = Paginator(tasks, TASKS_PER_PAGE).get_page(request.GET.get("page"))
     titles = {field["name"]: field["title"] for field in project.schema["fields"]}
     rows = [{"task": task, "fields": [titles.get(name, name) for name in task.disagreements]} for task in page]
+    undo = _undo_offer(request, project)
     return render(
         request,
         "annotation/review_queue.html",
@@ -729,6 +773,7 @@ def review_queue(request, project_id: int):
             "filters": REVIEW_FILTERS,
             "progress": selectors.project_progress(project),
             "extra": f"show={show}",
+            "undo": undo,
         },
     )
 
@@ -755,6 +800,7 @@ def _task_page(request, task: Task, *, values: dict | None = None, errors: dict 
         for field in schema["fields"]
     ]
     queue = selectors.review_queue(project).exclude(pk=task.pk).values_list("pk", flat=True)
+    undo = _undo_offer(request, project)
     return render(
         request,
         "annotation/task_detail.html",
@@ -771,6 +817,7 @@ def _task_page(request, task: Task, *, values: dict | None = None, errors: dict 
             "gold_rows": _answer_rows(schema, task.gold_answer) if task.is_gold else [],
             "next_task": queue.first(),
             "remaining": queue.count(),
+            "undo": undo,
         },
         status=status,
     )
@@ -800,15 +847,49 @@ def task_adjudicate(request, task_id: int):
     task = _task_or_404(task_id)
     answer = _posted_answer(request, task)
     try:
-        services.task_adjudicate(task=task, actor=request.user, answer=answer)
+        settled = services.task_adjudicate(
+            task=task, actor=request.user, answer=answer, settled_seen=request.POST.get("settled_seen")
+        )
+    except AnnotationConflict as exc:
+        # Their answer is on the page now; the form keeps this reviewer's, to save again on purpose.
+        return _task_page(request, _task_or_404(task_id), values=answer, errors=_error_dict(exc), status=409)
     except ValidationError as exc:
         return _task_page(request, task, values=answer, errors=_error_dict(exc), status=400)
+    # The next page offers to take this decision back (once): what it replaced, and the stamp it made.
+    request.session[UNDO_SESSION_KEY] = {
+        "project": task.project_id,
+        "task": task.pk,
+        "position": task.position + 1,
+        "previous": settled.undo,
+        "stamp": settled.settled_stamp,
+    }
     following = selectors.review_queue(task.project).exclude(pk=task.pk).first()
     if following is not None:
         messages.success(request, f"Example {task.position + 1} is settled. Here is the next disagreement.")
         return redirect("annotation:task_detail", following.pk)
     messages.success(request, f"Example {task.position + 1} is settled. No disagreement is left to review.")
     return redirect("annotation:review_queue", task.project_id)
+
+
+@login_required
+@permission_required(ADJUDICATE, raise_exception=True)
+@require_POST
+def task_adjudicate_undo(request, task_id: int):
+    """Take back the decision just made on this example (offered once, on the page after it)."""
+    task = _task_or_404(task_id)
+    offer = request.session.pop(UNDO_OFFERED_KEY, None) or request.session.pop(UNDO_SESSION_KEY, None)
+    if not offer or offer["task"] != task.pk:
+        messages.error(request, "There is no decision on this example to undo here; change its final answer below.")
+        return redirect("annotation:task_detail", task.pk)
+    try:
+        services.task_adjudicate_undo(
+            task=task, actor=request.user, previous=offer["previous"], settled_seen=offer["stamp"]
+        )
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Your decision on example {task.position + 1} is undone: decide it again.")
+    return redirect("annotation:task_detail", task.pk)
 
 
 @login_required

@@ -1,4 +1,6 @@
-// Labelling page: keyboard shortcuts, autosave of the draft and the clock of visible seconds.
+// Labelling page: keyboard shortcuts, autosave of the draft, the clock of visible seconds, and Submit without a
+// page load (the answer is sent with fetch; the server answers with the next example's page, rendered and escaped
+// there, whose #label-page replaces this one).
 // The page works without this script (every action is a button of a form); nothing here builds HTML from data:
 // example text and labels only ever go through value, checked and textContent.
 (function () {
@@ -37,6 +39,12 @@
   var base = form ? parseFloat(form.dataset.seconds) || 0 : 0;
   var since = document.hidden ? null : performance.now();
   var seconds = function () { return base + (since === null ? 0 : (performance.now() - since) / 1000); };
+  var startClock = function () {
+    // A new example: its own count, from what the server has for it (a draft's time carries over).
+    base = parseFloat(form.dataset.seconds) || 0;
+    since = document.hidden ? null : performance.now();
+    showTime();
+  };
   var showTime = function () {
     if (!timer) { return; }
     var total = Math.floor(seconds());
@@ -51,7 +59,7 @@
         since = performance.now();
       }
     });
-    window.setInterval(showTime, 1000);
+    window.setInterval(function () { if (timer) { showTime(); } }, 1000);
   }
 
   // --- autosave -----------------------------------------------------------------------------------------------------
@@ -94,6 +102,7 @@
     inFlight = true;
     secondsInput.value = seconds().toFixed(1);
     setSaved("Saving…", false);
+    var sentFrom = form; // after a submit, the page holds another example: this answer is no longer about it
     var body = new FormData(form);
     fetch(form.dataset.draftUrl, {
       method: "POST",
@@ -108,6 +117,7 @@
       })
       .then(function (answer) {
         var data = answer.data;
+        if (form !== sentFrom) { return; }
         if (data.ok) {
           revision.value = String(data.revision);
           setSaved("Saved " + data.saved_at, false);
@@ -124,16 +134,15 @@
         say(data.message, true);
       })
       .catch(function (error) {
+        if (form !== sentFrom) { return; }
         var why = /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
         setSaved("Not saved", true);
         say("The draft was not saved: " + why + ". Your answer is still on this page.", true);
       })
       .then(function () {
         inFlight = false;
-        if (again) {
-          again = false;
-          schedule();
-        }
+        if (again && form === sentFrom) { schedule(); }
+        again = false;
       });
   };
 
@@ -143,7 +152,70 @@
     pending = window.setTimeout(save, 1000);
   };
 
-  if (form) {
+  // --- submitting without a page load ------------------------------------------------------------------------------
+
+  var fragment = function (html) {
+    // Server-rendered, escaped HTML of the whole page; parsed inertly, its #label-page adopted into this one.
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var node = doc.getElementById("label-page");
+    return node ? { node: document.importNode(node, true), title: doc.title } : null;
+  };
+
+  var send = function () {
+    var body = new FormData(form);
+    var buttons = form.querySelectorAll("button");
+    buttons.forEach(function (button) { button.disabled = true; });
+    say("Sending your answer…", false);
+    return fetch(form.action, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (response) {
+        var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+        if (!json) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (data) {
+        if (data.redirect) {
+          window.location.assign(data.redirect);
+          return;
+        }
+        var next = data.html && fragment(data.html);
+        var old = document.getElementById("label-page");
+        if (!next || !old) { throw new Error("an unreadable answer"); }
+        old.replaceWith(next.node);
+        if (next.title) { document.title = next.title; }
+        bind();
+        say(data.message, !data.ok);
+        window.scrollTo(0, 0);
+      })
+      .catch(function (error) {
+        var why = /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
+        buttons.forEach(function (button) { button.disabled = false; });
+        submitting = false;
+        say("Your answer was not sent: " + why + ". It is still on this page; try again.", true);
+      });
+  };
+
+  // --- keys -----------------------------------------------------------------------------------------------------------
+
+  var keyed = {};
+
+  // (Re)attach to the form of the example shown: at load, and after each in-place swap.
+  var bind = function () {
+    form = document.getElementById("label-form");
+    status = document.getElementById("label-status");
+    saveStatus = document.getElementById("save-status");
+    submitting = false;
+    keyed = {};
+    if (!form) { return; }
+    secondsInput = document.getElementById("active-seconds");
+    timer = document.getElementById("timer");
+    revision = document.getElementById("revision");
+    startClock();
+    form.querySelectorAll("input[data-key]").forEach(function (input) { keyed[input.dataset.key] = input; });
     form.addEventListener("input", function (event) {
       if (event.target.name && event.target.name.indexOf("answer-") === 0) { schedule(); }
     });
@@ -152,19 +224,19 @@
         schedule();
       }
     });
-    form.addEventListener("submit", function () {
+    form.addEventListener("submit", function (event) {
       submitting = true;
       if (pending !== null) { window.clearTimeout(pending); }
       secondsInput.value = seconds().toFixed(1);
+      // Skip and Undo go their own way (formaction); Submit stays on this page.
+      var submitter = event.submitter;
+      if (!submitter || submitter.id === "submit-button") {
+        event.preventDefault();
+        send();
+      }
     });
-  }
-
-  // --- keys -----------------------------------------------------------------------------------------------------------
-
-  var keyed = {};
-  if (form) {
-    form.querySelectorAll("input[data-key]").forEach(function (input) { keyed[input.dataset.key] = input; });
-  }
+  };
+  bind();
 
   var choose = function (input) {
     if (input.type === "checkbox") {
@@ -210,7 +282,11 @@
       choose(keyed[key]);
     } else if (key === "c" && form && form.querySelector("textarea")) {
       event.preventDefault();
-      form.querySelector("textarea").focus();
+      // The cursor goes after the text, ready to add to it or correct its end.
+      var box = form.querySelector("textarea");
+      box.focus();
+      box.setSelectionRange(box.value.length, box.value.length);
+      box.scrollTop = box.scrollHeight;
     } else if (key === "s") {
       event.preventDefault();
       click("skip-button");

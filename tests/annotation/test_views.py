@@ -342,6 +342,37 @@ def test_submitting_saves_the_answer_and_shows_the_next_example(client, annotato
     assert "1 of 3 examples answered" in page
 
 
+def test_a_submit_from_the_page_script_gets_the_next_example_as_json_without_a_redirect(client, annotator, project):
+    client.force_login(annotator)
+    first = reserve(client, project)
+    Assignment.objects.filter(pk=first.pk).update(reserved_at=timezone.now() - timedelta(minutes=1))
+    address = url("label_submit", project.pk)
+    response = client.post(address, answer_data(first, team="Billing", urgency="2"), HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    data = response.json()
+    assert data["ok"] is True and data["message"] == "Your answer to example 1 is saved."
+    # The next example is reserved and its page comes in the answer, with its own assignment in the form.
+    second = Assignment.objects.get(annotator=annotator, status=Assignment.Status.ACTIVE)
+    assert second.task.position == 1
+    assert '<div id="label-page">' in data["html"] and "Example 2" in data["html"]
+    assert f'name="assignment" value="{second.pk}"' in data["html"]
+    assert Annotation.objects.get(annotator=annotator).seconds == 4.5
+    # The same example again (a second tab): refused with the page that says so, status 409.
+    again = client.post(address, answer_data(first, team="Technical", urgency="1"), HTTP_ACCEPT="application/json")
+    assert again.status_code == 409 and again.json()["ok"] is False
+    assert "You already submitted this example" in again.json()["message"]
+    assert 'id="conflict"' in again.json()["html"]
+    # A wrong value: 400 with the page showing the error next to the field.
+    wrong = client.post(address, answer_data(second, team="Sales", urgency="1"), HTTP_ACCEPT="application/json")
+    assert wrong.status_code == 400 and 'id="answer-errors"' in wrong.json()["html"]
+    # The last example: where to go next instead of a page; the message waits there.
+    client.post(address, answer_data(second, team="Billing", urgency="1"), HTTP_ACCEPT="application/json")
+    third = Assignment.objects.get(annotator=annotator, status=Assignment.Status.ACTIVE)
+    done = client.post(address, answer_data(third, team="Billing", urgency="1"), HTTP_ACCEPT="application/json")
+    assert done.json() == {"ok": True, "redirect": url("label_done", project.pk)}
+    assert "Your answer to example 3 is saved." in client.get(url("label_done", project.pk)).content.decode()
+
+
 def test_a_label_outside_the_schema_is_refused_next_to_the_field_and_nothing_typed_is_lost(client, annotator, project):
     client.force_login(annotator)
     assignment = reserve(client, project)
@@ -661,6 +692,57 @@ def test_publishing_with_nothing_settled_says_why(client, curator, project):
     assert "No example has a settled answer yet" in response.content.decode()
     assert not DatasetVersion.objects.filter(operation=DatasetVersion.Operation.ANNOTATE).exists()
     assert not project.publish_runs.exists()
+
+
+def test_a_save_on_an_example_someone_settled_meanwhile_says_so_and_keeps_their_answer(
+    client, annotator, second, adjudicator, make_user, project
+):
+    task = _two_annotators_answer(client, project, annotator, second)
+    client.force_login(adjudicator)
+    page = client.get(url("task_detail", task.pk)).content.decode()
+    seen = re.search(r'name="settled_seen" value="([^"]*)"', page).group(1)
+    assert seen == ""  # nobody has settled it yet
+    # Another reviewer settles it while this one reads; this one presses Save with Team still empty.
+    other = make_user("annotation_reviewer", username="rob")
+    services.task_adjudicate(task=task, actor=other, answer={"team": "Billing", "urgency": 2}, settled_seen="")
+    response = client.post(url("task_adjudicate", task.pk), {"answer-urgency": "3", "settled_seen": seen})
+    text = html.unescape(response.content.decode())
+    assert response.status_code == 409
+    assert "Someone settled this example while you were reading it (rob, at " in text
+    assert "Team is required" not in text and "nothing of yours was saved" in text
+    task.refresh_from_db()
+    assert task.answer == {"team": "Billing", "urgency": 2} and task.adjudicated_by == other
+    # The page now carries the new stamp: saving again on purpose replaces rob's answer.
+    seen = re.search(r'name="settled_seen" value="([^"]*)"', text).group(1)
+    assert seen == task.settled_stamp != ""
+    client.post(
+        url("task_adjudicate", task.pk), {"answer-team": "Technical", "answer-urgency": "3", "settled_seen": seen}
+    )
+    task.refresh_from_db()
+    assert task.answer == {"team": "Technical", "urgency": 3} and task.adjudicated_by == adjudicator
+
+
+def test_using_an_annotators_answer_can_be_undone_from_the_next_page(client, annotator, second, adjudicator, project):
+    task = _two_annotators_answer(client, project, annotator, second)
+    client.force_login(adjudicator)
+    page = client.get(url("task_detail", task.pk)).content.decode()
+    assert 'data-confirm="Make annotator2' in page  # asks first (the page script shows the question)
+    chosen = task.annotations.get(annotator=second)
+    response = client.post(url("task_adjudicate", task.pk), {"use": chosen.pk, "settled_seen": ""}, follow=True)
+    page = response.content.decode()
+    assert "You settled example 1." in page and url("task_adjudicate_undo", task.pk) in page
+    task.refresh_from_db()
+    assert task.status == Task.Status.ADJUDICATED
+    # Offered once: a reload no longer shows it, but the button on the page still works.
+    assert "You settled example 1." not in client.get(url("review_queue", project.pk)).content.decode()
+    page = client.post(url("task_adjudicate_undo", task.pk), follow=True).content.decode()
+    assert "Your decision on example 1 is undone: decide it again." in page
+    task.refresh_from_db()
+    assert (task.status, task.answer, task.adjudicated_by) == (Task.Status.DISAGREEMENT, None, None)
+    assert "they disagree" in page
+    # Nothing left to undo now.
+    page = client.post(url("task_adjudicate_undo", task.pk), follow=True).content.decode()
+    assert "There is no decision on this example to undo here" in page
 
 
 def test_the_reviewers_own_answer_is_checked_against_the_schema(client, annotator, second, adjudicator, project):
