@@ -120,7 +120,7 @@ def value_text(value) -> str:
 
 
 def audit_changes(event: AuditEvent) -> list[AuditChange]:
-    """The event's before/after summary as one line per field, in the order the service wrote them."""
+    """The event's before/after summary as one line per field (in the order the database keeps the keys)."""
     before = event.before if isinstance(event.before, dict) else {"value": event.before}
     after = event.after if isinstance(event.after, dict) else {"value": event.after}
     keys = list(before) + [key for key in after if key not in before]

@@ -6,4 +6,5 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TRANSFORMERS_VERBOSITY=error
 export TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 export TOKENIZERS_PARALLELISM=false
+export LOG_LEVEL="${LOG_LEVEL:-WARNING}"  # not the libraries' INFO lines (rouge_score's "Using default tokenizer.")
 export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore::FutureWarning"
