@@ -196,7 +196,7 @@ def test_two_annotators_label_with_the_keyboard_a_reviewer_settles_and_a_curator
     first = Annotation.objects.get(annotator__username="alex", task__position=0)
     assert first.answer == {"team": "Billing", "urgency": 2}
 
-    expect(alex.locator(".messages")).to_contain_text("Your answer to example 1 is saved.")
+    expect(alex.locator("#label-status")).to_contain_text("Your answer to example 1 is saved.")  # no page load
     _keys(alex, "2", "e", "c")  # Technical, urgency 3, into the note
     expect(alex.get_by_label("Note for the team")).to_be_focused()
     alex.keyboard.type("The calendar crashes when opened")
