@@ -76,7 +76,7 @@ SHORTCUTS = (
     ("Enter", "submit the answer (Ctrl+Enter inside a text box)"),
     ("S", "skip this example"),
     ("U", "undo your last submission"),
-    ("C", "write in the text box"),
+    ("C", "write in the text box, after its text"),
     ("Esc", "leave the text box, so the keys work again"),
     ("Tab", "move to the next field"),
 )
