@@ -50,9 +50,10 @@ stop() {
 trap 'stop; exit 0' INT TERM HUP
 trap stop EXIT
 
-$VENV/celery -A projectsite worker -Q default,gpu --concurrency 2 --max-memory-per-child 1500000 --loglevel WARNING &
+# --quiet: no start-up banners, which would otherwise bury the address printed below.
+$VENV/celery -A projectsite --quiet worker -Q default,gpu --concurrency 2 --max-memory-per-child 1500000 --loglevel WARNING &
 pids+=($!)
-$VENV/celery -A projectsite beat --loglevel WARNING &
+$VENV/celery -A projectsite --quiet beat --loglevel WARNING &
 pids+=($!)
 $VENV/python manage.py runserver "127.0.0.1:$PORT" --noreload &
 server=$!
