@@ -22,6 +22,7 @@ fi
 parent="${RUN_DEMO_SERVICES:-}"
 
 pids=()
+server=""
 stopping=""
 any_alive() {
   for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
@@ -31,23 +32,33 @@ all_alive() {
   for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
   return 0
 }
+wait_for_all() {  # up to $1 half-seconds for every service to end
+  for _ in $(seq "$1"); do
+    any_alive || return 0
+    sleep 0.5
+  done
+  return 1
+}
 stop() {
   [ -n "$stopping" ] && return
   stopping=1
   echo
   echo "Stopping Tuning Desk..."
+  kill -TERM "$server" 2>/dev/null
+  # After Ctrl-C at a terminal the worker and beat got the same interrupt and are already shutting down;
+  # a second signal would interrupt their clean-up (Celery then prints tracebacks), so give them 5 s first.
+  [ "${1:-}" = INT ] && wait_for_all 10
   kill -TERM "${pids[@]}" 2>/dev/null
-  for _ in $(seq 20); do
-    any_alive || break
-    sleep 0.5
-  done
   # Whatever has not stopped after 10 s (and the worker's pool processes) is stopped hard.
-  for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null; done
-  kill -KILL "${pids[@]}" 2>/dev/null
+  wait_for_all 20 || {
+    for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null; done
+    kill -KILL "${pids[@]}" 2>/dev/null
+  }
   wait 2>/dev/null
   echo "Stopped."
 }
-trap 'stop; exit 0' INT TERM HUP
+trap 'stop INT; exit 0' INT
+trap 'stop; exit 0' TERM HUP
 trap stop EXIT
 
 # --quiet: no start-up banners, which would otherwise bury the address printed below.
