@@ -101,7 +101,7 @@ def test_estimate_refuses_an_encoder_for_instruction_data_and_long_names_fit(
 @pytest.mark.browser
 @pytest.mark.worker
 def test_waiting_notice_goes_when_the_job_runs_and_the_model_page_evaluates_and_answers(
-    live_server, celery_worker_proc, make_user, approved_version, tiny_base_model, page, screenshots
+    live_server, celery_worker_proc, make_user, approved_version, tiny_base_model, page, screenshots, request
 ):
     shot = screenshots("newuser-train-job-")
     engineer = make_user("engineer", username="erin")
@@ -113,6 +113,13 @@ def test_waiting_notice_goes_when_the_job_runs_and_the_model_page_evaluates_and_
         actor=engineer,
         overrides={"max_steps": 5000, "max_seq_length": 64, "batch_size": 2, "checkpoint_every": 0},
     )
+
+    def free_the_worker():  # also when the test fails: the worker serves the tests after this one
+        job = TrainingJob.objects.get(pk=blocker.pk)
+        if job.is_active:
+            training.training_job_cancel(job=job, actor=engineer)
+
+    request.addfinalizer(free_the_worker)
     wait_for(lambda: TrainingJob.objects.get(pk=blocker.pk).status == TrainingJob.Status.RUNNING, timeout=120)
 
     _log_in(page, "erin")
@@ -140,7 +147,7 @@ def test_waiting_notice_goes_when_the_job_runs_and_the_model_page_evaluates_and_
 
     # The worker is freed; the page's poll (not a reload) shows the job training and the notice gone.
     page.evaluate("() => { window.sameDocument = true; }")
-    training.training_job_cancel(job=TrainingJob.objects.get(pk=blocker.pk), actor=engineer)
+    free_the_worker()
     expect(page.locator("#job-status")).to_have_text(re.compile("Training|Finished"), timeout=120_000)
     if page.evaluate("() => window.sameDocument === true"):
         expect(notice).to_be_hidden()

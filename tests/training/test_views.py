@@ -784,6 +784,7 @@ def test_model_page_offers_evaluate_with_the_model_chosen_and_a_try_it_box(clien
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_try_it_is_for_those_who_see_models_and_only_by_post(client, site, make_user, persona):
     url = reverse("training:model_try", args=[site["trained"].pk])
+    assert client.post(url, {"prompt": "Hello"})["Location"].startswith(reverse("login"))
     client.force_login(make_user(persona))
     response = client.post(url, {"prompt": ""})
     if persona in WATCHERS:
