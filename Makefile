@@ -29,7 +29,7 @@ demo: migrate
 	@. scripts/demo_env.sh && DEBUG=1 $(PY) manage.py seed_demo
 
 run: demo
-	@DEBUG=1 scripts/run_demo.sh
+	@DEBUG=1 exec scripts/run_demo.sh
 
 test: install system-deps
 	$(VENV)/bin/pytest

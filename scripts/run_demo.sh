@@ -42,6 +42,7 @@ wait_for_all() {  # up to $1 half-seconds for every service to end
 stop() {
   [ -n "$stopping" ] && return
   stopping=1
+  trap '' PIPE  # whoever read the output may be gone: the services must still be stopped
   echo
   echo "Stopping Tuning Desk..."
   kill -TERM "$server" 2>/dev/null
