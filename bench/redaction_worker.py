@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rows-per-task", type=int, default=50_000)
     parser.add_argument("--max-memory-mb", type=float, default=400, help="Celery's --max-memory-per-child, in MB")
-    parser.add_argument("--database", default="td_bench_redaction_worker")
+    parser.add_argument("--database", default="tuningdesk_bench_redaction_worker")
     args = parser.parse_args()
 
     os.environ.update(
