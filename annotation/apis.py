@@ -29,8 +29,9 @@ from accounts.roles import (
 from annotation import schema as schemas
 from annotation import selectors, services, services_label_studio
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
-from curation.apis import _choice_error, _dataset_or_404, _describe, _errors
+from curation.apis import dataset_or_404
 from curation.models import DatasetVersion
+from projectsite.api import choice_error, describe, error_responses
 from projectsite.pagination import CursorPagination, NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 
@@ -406,7 +407,7 @@ class ProjectFilterInput(serializers.Serializer):
         choices=AnnotationProject.Status.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("status", AnnotationProject.Status.choices),
+        error_messages=choice_error("status", AnnotationProject.Status.choices),
     )
 
 
@@ -435,7 +436,7 @@ class AssignmentFilterInput(serializers.Serializer):
         choices=Assignment.Status.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("status", Assignment.Status.choices),
+        error_messages=choice_error("status", Assignment.Status.choices),
     )
 
 
@@ -444,7 +445,7 @@ class TaskFilterInput(serializers.Serializer):
         choices=Task.Status.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("status", Task.Status.choices),
+        error_messages=choice_error("status", Task.Status.choices),
     )
 
 
@@ -470,12 +471,12 @@ class LabelStudioConnectionInput(serializers.Serializer):
 @extend_schema_view(
     get=extend_schema(
         summary="List annotation projects",
-        description=_describe(
+        description=describe(
             "Newest first, each with its progress (answers, settled and disputed examples) and the caller's own.",
             VIEW_PROJECTS,
         ),
         parameters=[ProjectFilterInput],
-        responses={200: ProjectOutput(many=True), **_errors(400, 401, 403)},
+        responses={200: ProjectOutput(many=True), **error_responses(400, 401, 403)},
     )
 )
 class ProjectListApi(generics.ListAPIView):
@@ -493,14 +494,14 @@ class ProjectListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Create an annotation project",
-        description=_describe(
+        description=describe(
             "One task per example of an approved version (the first `limit` in row order), each to be answered by "
             "`annotations_per_example` annotators. The label schema is the dataset's saved one unless `schema` is "
             "given; the project keeps its own copy.",
             MANAGE_PROJECTS,
         ),
         request=ProjectInput,
-        responses={201: ProjectOutput, **_errors(400, 401, 403)},
+        responses={201: ProjectOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = ProjectInput(data=request.data)
@@ -514,12 +515,12 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(
         summary="An annotation project and its progress",
-        description=_describe(
+        description=describe(
             "The project, its label schema, its progress and the caller's own (`progress.mine`), and the versions "
             "published from it.",
             VIEW_PROJECTS,
         ),
-        responses={200: ProjectOutput, **_errors(401, 403, 404)},
+        responses={200: ProjectOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, project_id: int):
         project = _project_or_404(request, project_id)
@@ -531,7 +532,7 @@ class ProjectNextApi(APIView):
 
     @extend_schema(
         summary="Reserve my next example",
-        description=_describe(
+        description=describe(
             "The caller's current reservation in the project, or a new one on the next example that nobody else "
             "holds, that still needs answers and that the caller has not answered or skipped. Examples that already "
             "have answers come first. No two annotators ever hold the same example at once. 204 when nothing is "
@@ -542,7 +543,7 @@ class ProjectNextApi(APIView):
         responses={
             200: AssignmentOutput,
             204: OpenApiResponse(description="Nothing is left for you to annotate in this project."),
-            **_errors(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def post(self, request, project_id: int):
@@ -558,13 +559,13 @@ class ProjectUndoApi(APIView):
 
     @extend_schema(
         summary="Undo my last answer",
-        description=_describe(
+        description=describe(
             "Take back the caller's last submitted answer in the project: the example is reserved for them again "
             "with that answer as the draft. 409 when a reviewer already settled it or someone else holds it now.",
             ANNOTATE,
         ),
         request=None,
-        responses={200: AssignmentOutput, **_errors(400, 401, 403, 404, 409)},
+        responses={200: AssignmentOutput, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
@@ -578,14 +579,14 @@ class ProjectAgreementApi(APIView):
 
     @extend_schema(
         summary="Agreement between annotators",
-        description=_describe(
+        description=describe(
             "Per field: Cohen's kappa (two annotators) or Fleiss' kappa, Krippendorff's alpha, weighted kappa for "
             "ratings, ROUGE-L similarity for free text, and per option of each choice field. The per-annotator "
             "figures (`annotators`, `per_annotator`) and how often each option was chosen (`times_chosen`) are "
             f"only included for callers with `{VIEW_ANSWERS}`.",
             VIEW_PROJECTS,
         ),
-        responses={200: AgreementOutput, **_errors(401, 403, 404)},
+        responses={200: AgreementOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, project_id: int):
         project = _project_or_404(request, project_id)
@@ -603,13 +604,13 @@ class ProjectAgreementApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="The examples of a project with their answers",
-        description=_describe(
+        description=describe(
             "In project order, with every annotator's answer, the consensus or adjudicated answer and the fields in "
             "dispute; filter by `status` (`disagreement` is the review queue).",
             VIEW_ANSWERS,
         ),
         parameters=[TaskFilterInput],
-        responses={200: TaskOutput(many=True), **_errors(400, 401, 403, 404)},
+        responses={200: TaskOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ProjectTaskListApi(generics.ListAPIView):
@@ -678,7 +679,7 @@ class ProjectPublishApi(APIView):
 
     @extend_schema(
         summary="Publish a new dataset version",
-        description=_describe(
+        description=describe(
             "Starts making a new version of the project's dataset with the settled answers (agreed or adjudicated) "
             "written in: the target, the label, and other fields in each row's metadata under `annotation`. Every "
             "row is kept unless `settled_only`; `finish` also closes the project to annotators. The worker checks "
@@ -688,7 +689,7 @@ class ProjectPublishApi(APIView):
             MANAGE_PROJECTS,
         ),
         request=PublishInput,
-        responses={202: PublishRunOutput, **_errors(400, 401, 403, 404)},
+        responses={202: PublishRunOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
@@ -703,8 +704,8 @@ class PublishRunApi(APIView):
 
     @extend_schema(
         summary="A publish run and its progress",
-        description=_describe("Where a new version stands: progress, then the version or the error.", MANAGE_PROJECTS),
-        responses={200: PublishRunOutput, **_errors(401, 403, 404)},
+        description=describe("Where a new version stands: progress, then the version or the error.", MANAGE_PROJECTS),
+        responses={200: PublishRunOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         run = PublishRun.objects.select_related("version", "created_by").filter(pk=run_id).first()
@@ -719,12 +720,12 @@ class PublishRunApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="My reservations",
-        description=_describe(
+        description=describe(
             "The caller's own reservations, newest first (never anyone else's); filter by `project` or `status`.",
             ANNOTATE,
         ),
         parameters=[AssignmentFilterInput],
-        responses={200: AssignmentOutput(many=True), **_errors(400, 401, 403)},
+        responses={200: AssignmentOutput(many=True), **error_responses(400, 401, 403)},
     )
 )
 class AssignmentListApi(generics.ListAPIView):
@@ -752,8 +753,8 @@ class AssignmentDetailApi(APIView):
 
     @extend_schema(
         summary="One of my reservations",
-        description=_describe("The example, the draft and its revision; someone else's reservation is 404.", ANNOTATE),
-        responses={200: AssignmentOutput, **_errors(401, 403, 404)},
+        description=describe("The example, the draft and its revision; someone else's reservation is 404.", ANNOTATE),
+        responses={200: AssignmentOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, assignment_id: int):
         return Response(AssignmentOutput(_assignment_or_404(request, assignment_id)).data)
@@ -761,14 +762,14 @@ class AssignmentDetailApi(APIView):
 
 _DRAFT_DOC = extend_schema(
     summary="Autosave my draft",
-    description=_describe(
+    description=describe(
         "Keep the half-written answer of one of the caller's reservations. Send the `revision` you read: a save from "
         "a tab that missed a newer one, or on a reservation that ran out, is refused with 409 and a plain message. "
         "POST does the same as PUT (for pages that save as they close).",
         ANNOTATE,
     ),
     request=DraftInput,
-    responses={200: AssignmentOutput, **_errors(400, 401, 403, 404, 409)},
+    responses={200: AssignmentOutput, **error_responses(400, 401, 403, 404, 409)},
 )
 
 
@@ -799,14 +800,14 @@ class AssignmentSubmitApi(APIView):
 
     @extend_schema(
         summary="Submit my answer",
-        description=_describe(
+        description=describe(
             "Submit the answer to one of the caller's reservations. A value outside the label schema is 400 with "
             "the field's message. Submitting twice, or after the reservation ran out and the example went to "
             "someone else, is 409 with a plain message (the answer is kept as the draft).",
             ANNOTATE,
         ),
         request=SubmitInput,
-        responses={201: AnnotationOutput, **_errors(400, 401, 403, 404, 409)},
+        responses={201: AnnotationOutput, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, assignment_id: int):
         assignment = _assignment_or_404(request, assignment_id)
@@ -824,13 +825,13 @@ class AssignmentSkipApi(APIView):
 
     @extend_schema(
         summary="Skip an example",
-        description=_describe(
+        description=describe(
             "Pass on one of the caller's reservations: it goes to someone else and is not offered to the caller "
             "again. 409 when it is no longer reserved for them.",
             ANNOTATE,
         ),
         request=None,
-        responses={200: AssignmentOutput, **_errors(401, 403, 404, 409)},
+        responses={200: AssignmentOutput, **error_responses(401, 403, 404, 409)},
     )
     def post(self, request, assignment_id: int):
         assignment = _assignment_or_404(request, assignment_id)
@@ -847,8 +848,8 @@ class TaskDetailApi(APIView):
 
     @extend_schema(
         summary="One example of a project with its answers",
-        description=_describe("Every annotator's answer, the settled answer and the fields in dispute.", VIEW_ANSWERS),
-        responses={200: TaskOutput, **_errors(401, 403, 404)},
+        description=describe("Every annotator's answer, the settled answer and the fields in dispute.", VIEW_ANSWERS),
+        responses={200: TaskOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, task_id: int):
         return Response(TaskOutput(_task_or_404(task_id)).data)
@@ -859,13 +860,13 @@ class TaskAdjudicateApi(APIView):
 
     @extend_schema(
         summary="Settle an example",
-        description=_describe(
+        description=describe(
             "The reviewer's final answer, whatever the annotators said; it goes into the next published version. "
             "Checked against the label schema (400 with the field's message).",
             ADJUDICATE,
         ),
         request=AnswerInput,
-        responses={200: TaskOutput, **_errors(400, 401, 403, 404)},
+        responses={200: TaskOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, task_id: int):
         task = _task_or_404(task_id)
@@ -880,13 +881,13 @@ class TaskGoldApi(APIView):
 
     @extend_schema(
         summary="Mark a gold example",
-        description=_describe(
+        description=describe(
             "Mark the example as gold with its correct answer: annotators' accuracy on gold examples shows in the "
             "agreement report.",
             ADJUDICATE,
         ),
         request=AnswerInput,
-        responses={200: TaskOutput, **_errors(400, 401, 403, 404)},
+        responses={200: TaskOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, task_id: int):
         task = _task_or_404(task_id)
@@ -897,9 +898,9 @@ class TaskGoldApi(APIView):
 
     @extend_schema(
         summary="Unmark a gold example",
-        description=_describe("The example is no longer gold; its answers stay.", ADJUDICATE),
+        description=describe("The example is no longer gold; its answers stay.", ADJUDICATE),
         request=None,
-        responses={200: TaskOutput, **_errors(401, 403, 404)},
+        responses={200: TaskOutput, **error_responses(401, 403, 404)},
     )
     def delete(self, request, task_id: int):
         task = _task_or_404(task_id)
@@ -934,28 +935,28 @@ class LabelSchemaApi(APIView):
 
     @extend_schema(
         summary="The label schema of a dataset",
-        description=_describe(
+        description=describe(
             "What annotators fill in for the dataset's examples. When none is saved yet, a suggested schema that "
             "fits the dataset's task is returned with `is_default: true`.",
             VIEW_PROJECTS,
         ),
-        responses={200: LabelSchemaOutput, **_errors(401, 403, 404)},
+        responses={200: LabelSchemaOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, dataset_id: int):
-        return Response(LabelSchemaOutput(_label_schema_output(_dataset_or_404(dataset_id))).data)
+        return Response(LabelSchemaOutput(_label_schema_output(dataset_or_404(dataset_id))).data)
 
     @extend_schema(
         summary="Save the label schema of a dataset",
-        description=_describe(
+        description=describe(
             "Create or replace it. Fields are text, choice or rating; a bad schema is refused with a plain message. "
             "Existing projects keep the copy they were created with.",
             MANAGE_PROJECTS,
         ),
         request=LabelSchemaInput,
-        responses={200: LabelSchemaOutput, **_errors(400, 401, 403, 404)},
+        responses={200: LabelSchemaOutput, **error_responses(400, 401, 403, 404)},
     )
     def put(self, request, dataset_id: int):
-        dataset = _dataset_or_404(dataset_id)
+        dataset = dataset_or_404(dataset_id)
         data = LabelSchemaInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.label_schema_save(dataset=dataset, schema=data.validated_data["schema"], actor=request.user)
@@ -982,11 +983,11 @@ class LabelStudioConnectionApi(APIView):
 
     @extend_schema(
         summary="The Label Studio connection",
-        description=_describe(
+        description=describe(
             "The server's address and the last characters of the token; the token itself is never returned.",
             MANAGE_LABEL_STUDIO,
         ),
-        responses={200: LabelStudioConnectionOutput, **_errors(401, 403)},
+        responses={200: LabelStudioConnectionOutput, **error_responses(401, 403)},
     )
     def get(self, request):
         return Response(
@@ -995,13 +996,13 @@ class LabelStudioConnectionApi(APIView):
 
     @extend_schema(
         summary="Set the Label Studio connection",
-        description=_describe(
+        description=describe(
             "The organisation's Label Studio server and an access token (stored encrypted). A server that cannot "
             "be reached or refuses the token is 400 with the reason.",
             MANAGE_LABEL_STUDIO,
         ),
         request=LabelStudioConnectionInput,
-        responses={200: LabelStudioConnectionOutput, **_errors(400, 401, 403)},
+        responses={200: LabelStudioConnectionOutput, **error_responses(400, 401, 403)},
     )
     def put(self, request):
         data = LabelStudioConnectionInput(data=request.data)
@@ -1015,13 +1016,13 @@ class ProjectLabelStudioPushApi(APIView):
 
     @extend_schema(
         summary="Push a project to Label Studio",
-        description=_describe(
+        description=describe(
             "Create (or update) the project in Label Studio with the label schema and import its examples, so "
             "annotators can work there. 400 with the reason when there is no connection or the server refuses.",
             MANAGE_PROJECTS,
         ),
         request=None,
-        responses={200: ProjectOutput, **_errors(400, 401, 403, 404)},
+        responses={200: ProjectOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)
@@ -1034,13 +1035,13 @@ class ProjectLabelStudioPullApi(APIView):
 
     @extend_schema(
         summary="Pull answers from Label Studio",
-        description=_describe(
+        description=describe(
             "Import the answers made in Label Studio: they count like answers made here. Answers that do not fit "
             "the label schema are counted in `invalid` and left out.",
             MANAGE_PROJECTS,
         ),
         request=None,
-        responses={200: PullReportOutput, **_errors(400, 401, 403, 404)},
+        responses={200: PullReportOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, project_id: int):
         project = _project_or_404(request, project_id)

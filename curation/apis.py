@@ -27,7 +27,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.apis import ErrorOutput, permission_note
 from accounts.roles import CURATE, EXPORT, UPLOAD, VIEW_DATASETS, VIEW_EXAMPLES
 from curation import formats, selectors, services
 from curation.models import (
@@ -42,19 +41,12 @@ from curation.models import (
     Upload,
     UploadProblem,
 )
+from projectsite.api import ErrorOutput, choice_error, describe, error_responses
 from projectsite.pagination import CursorPagination
 from projectsite.permissions import HasPerm
 from projectsite.progress import progress_read
 
 MAPPING_ROLES = ("input", "target", "label", "group", "metadata")
-
-
-def _describe(text: str, perm: str | None) -> str:
-    return f"{text}\n\n{permission_note(perm)}"
-
-
-def _errors(*codes: int) -> dict:
-    return dict.fromkeys(codes, ErrorOutput)
 
 
 class NotApproved(exceptions.APIException):
@@ -86,14 +78,14 @@ class GroupCursorPagination(RowCursorPagination):
 # --- lookups: permission first (403), then the object (404) -----------------------------------
 
 
-def _version_or_404(version_id: int) -> DatasetVersion:
+def version_or_404(version_id: int) -> DatasetVersion:
     try:
         return selectors.version_ready_get(version_id)
     except DatasetVersion.DoesNotExist:
         raise exceptions.NotFound(f"There is no ready version #{version_id}.") from None
 
 
-def _dataset_or_404(dataset_id: int) -> Dataset:
+def dataset_or_404(dataset_id: int) -> Dataset:
     dataset = selectors.dataset_list_summary().filter(pk=dataset_id).first()
     if dataset is None:
         raise exceptions.NotFound(f"There is no dataset #{dataset_id} with a ready version.")
@@ -359,11 +351,6 @@ class DuplicateGroupOutput(serializers.ModelSerializer):
 # --- input serializers -----------------------------------------------------------------------
 
 
-def _choice_error(what: str, choices) -> dict:
-    listed = ", ".join(str(value) for value, _ in choices)
-    return {"invalid_choice": f"Unknown {what} “{{input}}”. Use one of: {listed}."}
-
-
 class ExampleFilterInput(serializers.Serializer):
     q = serializers.CharField(
         required=False,
@@ -372,7 +359,7 @@ class ExampleFilterInput(serializers.Serializer):
         help_text="Words to look for in input and target (full-text on PostgreSQL).",
     )
     split = serializers.ChoiceField(
-        choices=Split.choices, required=False, allow_blank=True, error_messages=_choice_error("split", Split.choices)
+        choices=Split.choices, required=False, allow_blank=True, error_messages=choice_error("split", Split.choices)
     )
     label = serializers.CharField(required=False, allow_blank=True, max_length=200)
     group = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -380,7 +367,7 @@ class ExampleFilterInput(serializers.Serializer):
         choices=Flag.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("flag", Flag.choices),
+        error_messages=choice_error("flag", Flag.choices),
         help_text="One quality flag bit: 1 very short, 2 very long, 4 probably not English, 8 label outside "
         "the label set.",
     )
@@ -439,12 +426,12 @@ class UploadCreateInput(_MappingMixin, serializers.Serializer):
     file = serializers.FileField(help_text="JSON Lines, JSON array, CSV or TSV, UTF-8.")
     dataset_name = serializers.CharField(max_length=120, help_text="New or existing dataset to import into.")
     task_type = serializers.ChoiceField(
-        choices=TaskType.choices, error_messages=_choice_error("task type", TaskType.choices)
+        choices=TaskType.choices, error_messages=choice_error("task type", TaskType.choices)
     )
     format = serializers.ChoiceField(
         choices=Upload.Format.choices,
         required=False,
-        error_messages=_choice_error("format", Upload.Format.choices),
+        error_messages=choice_error("format", Upload.Format.choices),
         help_text="Leave out to tell it from the file name.",
     )
     mapping = serializers.CharField(
@@ -467,7 +454,7 @@ class UploadCreateInput(_MappingMixin, serializers.Serializer):
 class MappingInput(_MappingMixin, serializers.Serializer):
     mapping = MappingField()
     task_type = serializers.ChoiceField(
-        choices=TaskType.choices, required=False, error_messages=_choice_error("task type", TaskType.choices)
+        choices=TaskType.choices, required=False, error_messages=choice_error("task type", TaskType.choices)
     )
 
     def validate_mapping(self, value) -> dict:
@@ -568,10 +555,10 @@ class DedupeApplyInput(serializers.Serializer):
 @extend_schema_view(
     get=extend_schema(
         summary="List datasets",
-        description=_describe(
+        description=describe(
             "Datasets with at least one ready version, by name, with their newest version.", VIEW_DATASETS
         ),
-        responses={200: DatasetOutput(many=True), **_errors(401, 403)},
+        responses={200: DatasetOutput(many=True), **error_responses(401, 403)},
     )
 )
 class DatasetListApi(generics.ListAPIView):
@@ -587,18 +574,18 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(
         summary="One dataset",
-        description=_describe("A dataset with its newest ready version.", VIEW_DATASETS),
-        responses={200: DatasetOutput, **_errors(401, 403, 404)},
+        description=describe("A dataset with its newest ready version.", VIEW_DATASETS),
+        responses={200: DatasetOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, dataset_id: int):
-        return Response(DatasetOutput(_dataset_or_404(dataset_id)).data)
+        return Response(DatasetOutput(dataset_or_404(dataset_id)).data)
 
 
 @extend_schema_view(
     get=extend_schema(
         summary="Versions of a dataset",
-        description=_describe("The ready versions of a dataset, newest first.", VIEW_DATASETS),
-        responses={200: VersionOutput(many=True), **_errors(401, 403, 404)},
+        description=describe("The ready versions of a dataset, newest first.", VIEW_DATASETS),
+        responses={200: VersionOutput(many=True), **error_responses(401, 403, 404)},
     )
 )
 class DatasetVersionListApi(generics.ListAPIView):
@@ -608,7 +595,7 @@ class DatasetVersionListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return DatasetVersion.objects.none()
-        return selectors.version_list(_dataset_or_404(self.kwargs["dataset_id"])).select_related("created_by")
+        return selectors.version_list(dataset_or_404(self.kwargs["dataset_id"])).select_related("created_by")
 
 
 class VersionDetailApi(APIView):
@@ -616,14 +603,14 @@ class VersionDetailApi(APIView):
 
     @extend_schema(
         summary="One version",
-        description=_describe(
+        description=describe(
             "A ready version: how it was made (operation, parameters, parent), its content hash, split and statistics.",
             VIEW_DATASETS,
         ),
-        responses={200: VersionOutput, **_errors(401, 403, 404)},
+        responses={200: VersionOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, version_id: int):
-        return Response(VersionOutput(_version_or_404(version_id)).data)
+        return Response(VersionOutput(version_or_404(version_id)).data)
 
 
 # --- examples --------------------------------------------------------------------------------
@@ -632,14 +619,14 @@ class VersionDetailApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="Browse the rows of a version",
-        description=_describe(
+        description=describe(
             "Rows in order, a page at a time. Follow `next`/`previous`: the cursor is a position in the row "
             "order, so every page is as fast as the first, and rows are never skipped or repeated. Filters "
             "combine.",
             VIEW_EXAMPLES,
         ),
         parameters=[ExampleFilterInput],
-        responses={200: ExampleOutput(many=True), **_errors(400, 401, 403, 404)},
+        responses={200: ExampleOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ExampleListApi(generics.ListAPIView):
@@ -650,7 +637,7 @@ class ExampleListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Example.objects.none()
-        version = _version_or_404(self.kwargs["version_id"])
+        version = version_or_404(self.kwargs["version_id"])
         filters = ExampleFilterInput(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         return selectors.example_search(version, **filters.validated_data)
@@ -661,8 +648,8 @@ class ExampleDetailApi(APIView):
 
     @extend_schema(
         summary="One row",
-        description=_describe("One example of a ready version.", VIEW_EXAMPLES),
-        responses={200: ExampleOutput, **_errors(401, 403, 404)},
+        description=describe("One example of a ready version.", VIEW_EXAMPLES),
+        responses={200: ExampleOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, example_id: int):
         try:
@@ -682,7 +669,7 @@ class VersionExportApi(APIView):
 
     @extend_schema(
         summary="Download a version",
-        description=_describe(
+        description=describe(
             "All rows of an approved (redacted and privacy-reviewed) version in row order, streamed as JSON Lines "
             "or CSV; a version that has not passed privacy review is refused with 409 and a JSON error, never a "
             "file (its `exportable` field says so beforehand). "
@@ -695,12 +682,12 @@ class VersionExportApi(APIView):
         responses={
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_FILE),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_FILE),
-            **_errors(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404),
             409: OpenApiResponse(ErrorOutput, description="The version has not passed privacy review."),
         },
     )
     def get(self, request, version_id: int):
-        version = _version_or_404(version_id)
+        version = version_or_404(version_id)
         params = ExportInput(data=request.query_params)
         params.is_valid(raise_exception=True)
         try:
@@ -720,16 +707,16 @@ class VersionSplitApi(APIView):
 
     @extend_schema(
         summary="Re-split a version",
-        description=_describe(
+        description=describe(
             "Make a new version with the same rows and a fresh seeded, label-stratified train/validation/test "
             "split. The shares must add up to 1.",
             CURATE,
         ),
         request=SplitInput,
-        responses={201: VersionOutput, **_errors(400, 401, 403, 404)},
+        responses={201: VersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, version_id: int):
-        version = _version_or_404(version_id)
+        version = version_or_404(version_id)
         data = SplitInput(data=request.data)
         data.is_valid(raise_exception=True)
         new = services.version_split(version=version, actor=request.user, **data.validated_data)
@@ -741,15 +728,15 @@ class VersionFilterApi(APIView):
 
     @extend_schema(
         summary="Filter a version",
-        description=_describe(
+        description=describe(
             "Make a new version without the rows that fail the chosen quality filters (choose at least one).",
             CURATE,
         ),
         request=FilterInput,
-        responses={201: VersionOutput, **_errors(400, 401, 403, 404)},
+        responses={201: VersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, version_id: int):
-        version = _version_or_404(version_id)
+        version = version_or_404(version_id)
         data = FilterInput(data=request.data)
         data.is_valid(raise_exception=True)
         new = services.version_filter(version=version, actor=request.user, **data.validated_data)
@@ -761,16 +748,16 @@ class DedupeRunStartApi(APIView):
 
     @extend_schema(
         summary="Look for duplicates",
-        description=_describe(
+        description=describe(
             "Start looking for exact or near duplicates in the background. Poll the run until its status is "
             "`done`, review its groups, then apply it.",
             CURATE,
         ),
         request=DedupeStartInput,
-        responses={202: DedupeRunOutput, **_errors(400, 401, 403, 404)},
+        responses={202: DedupeRunOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, version_id: int):
-        version = _version_or_404(version_id)
+        version = version_or_404(version_id)
         data = DedupeStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         run = services.dedupe_run_start(version=version, actor=request.user, **data.validated_data)
@@ -782,11 +769,11 @@ class DedupeRunDetailApi(APIView):
 
     @extend_schema(
         summary="One deduplication run",
-        description=_describe(
+        description=describe(
             "Status, progress, how many groups and duplicate rows were found, and the version it made once applied.",
             VIEW_DATASETS,
         ),
-        responses={200: DedupeRunOutput, **_errors(401, 403, 404)},
+        responses={200: DedupeRunOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         return Response(DedupeRunOutput(_run_or_404(run_id)).data)
@@ -795,11 +782,11 @@ class DedupeRunDetailApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="Duplicate groups of a run",
-        description=_describe(
+        description=describe(
             "The groups found, with their member rows (in row order; the first is kept unless you choose).",
             VIEW_EXAMPLES,
         ),
-        responses={200: DuplicateGroupOutput(many=True), **_errors(401, 403, 404)},
+        responses={200: DuplicateGroupOutput(many=True), **error_responses(401, 403, 404)},
     )
 )
 class DedupeGroupListApi(generics.ListAPIView):
@@ -824,13 +811,13 @@ class DedupeRunApplyApi(APIView):
 
     @extend_schema(
         summary="Apply a deduplication run",
-        description=_describe(
+        description=describe(
             "Make a new version that keeps, in each duplicate group, the rows listed in `keep` (the first row "
             "of groups left out).",
             CURATE,
         ),
         request=DedupeApplyInput,
-        responses={201: VersionOutput, **_errors(400, 401, 403, 404)},
+        responses={201: VersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, run_id: int):
         run = _run_or_404(run_id)
@@ -873,8 +860,8 @@ def _mapping_errors(exc: DjangoValidationError) -> DjangoValidationError:
 @extend_schema_view(
     get=extend_schema(
         summary="Your uploads",
-        description=_describe("Your uploads, newest first (admins see everyone's).", UPLOAD),
-        responses={200: UploadOutput(many=True), **_errors(401, 403)},
+        description=describe("Your uploads, newest first (admins see everyone's).", UPLOAD),
+        responses={200: UploadOutput(many=True), **error_responses(401, 403)},
     )
 )
 class UploadListApi(generics.ListAPIView):
@@ -893,14 +880,14 @@ class UploadListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Upload a file",
-        description=_describe(
+        description=describe(
             "Send a file as multipart form data. Its columns are read and a mapping is suggested; send "
             "`mapping` to choose it and `start=true` to begin checking rows at once (then poll the upload). "
             "If the mapping or the start is refused, nothing is kept. Files over the upload limit get 413.",
             UPLOAD,
         ),
         request=UploadCreateInput,
-        responses={201: UploadOutput, **_errors(400, 401, 403, 413)},
+        responses={201: UploadOutput, **error_responses(400, 401, 403, 413)},
     )
     def post(self, request):
         try:
@@ -938,12 +925,12 @@ class UploadDetailApi(APIView):
 
     @extend_schema(
         summary="One upload",
-        description=_describe(
+        description=describe(
             "Status (and in words), progress while rows are checked, counts of good and rejected rows, the "
             "error if it failed, the file's columns, the mapping and the version it made.",
             UPLOAD,
         ),
-        responses={200: UploadOutput, **_errors(401, 403, 404)},
+        responses={200: UploadOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, upload_id: int):
         return Response(UploadOutput(_upload_or_404(request, upload_id)).data)
@@ -954,13 +941,13 @@ class UploadMappingApi(APIView):
 
     @extend_schema(
         summary="Choose the column mapping",
-        description=_describe(
+        description=describe(
             "Say which column holds the input, the target (instruction/response data), the label "
             "(classification), the group, and which to keep as metadata. Only before checking starts.",
             UPLOAD,
         ),
         request=MappingInput,
-        responses={200: UploadOutput, **_errors(400, 401, 403, 404)},
+        responses={200: UploadOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, upload_id: int):
         upload = _upload_or_404(request, upload_id)
@@ -982,13 +969,13 @@ class UploadPreviewApi(APIView):
 
     @extend_schema(
         summary="Preview the mapped rows",
-        description=_describe(
+        description=describe(
             "The first rows of the file with the current mapping applied, and for each row the problem that "
             "would leave it out, if any.",
             UPLOAD,
         ),
         parameters=[PreviewInput],
-        responses={200: PreviewOutput, **_errors(400, 401, 403, 404, 410)},
+        responses={200: PreviewOutput, **error_responses(400, 401, 403, 404, 410)},
     )
     def get(self, request, upload_id: int):
         upload = _upload_or_404(request, upload_id)
@@ -1008,13 +995,13 @@ class UploadValidateApi(APIView):
 
     @extend_schema(
         summary="Check the rows",
-        description=_describe(
+        description=describe(
             "Start checking every row in the background with the current mapping; poll the upload for "
             "progress. Refused while another file is being imported into the same dataset.",
             UPLOAD,
         ),
         request=None,
-        responses={202: UploadOutput, **_errors(400, 401, 403, 404)},
+        responses={202: UploadOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, upload_id: int):
         upload = _upload_or_404(request, upload_id)
@@ -1030,11 +1017,11 @@ class UploadImportApi(APIView):
 
     @extend_schema(
         summary="Import the good rows",
-        description=_describe(
+        description=describe(
             "Keep the good rows of a checked upload: its staged version becomes a ready version.", UPLOAD
         ),
         request=None,
-        responses={201: VersionOutput, **_errors(400, 401, 403, 404)},
+        responses={201: VersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, upload_id: int):
         upload = _upload_or_404(request, upload_id)
@@ -1047,13 +1034,13 @@ class UploadCancelApi(APIView):
 
     @extend_schema(
         summary="Cancel an upload",
-        description=_describe(
+        description=describe(
             "Cancel an upload before it is imported; its file and any staged rows are removed. While rows are "
             "being checked the answer is 202: the check stops at its next step, poll the upload.",
             UPLOAD,
         ),
         request=None,
-        responses={200: UploadOutput, 202: UploadOutput, **_errors(400, 401, 403, 404)},
+        responses={200: UploadOutput, 202: UploadOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, upload_id: int):
         upload = services.upload_cancel(upload=_upload_or_404(request, upload_id), actor=request.user)
@@ -1064,8 +1051,8 @@ class UploadCancelApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="Rejected rows of an upload",
-        description=_describe("Why each rejected row was left out, in line order.", UPLOAD),
-        responses={200: ProblemOutput(many=True), **_errors(401, 403, 404)},
+        description=describe("Why each rejected row was left out, in line order.", UPLOAD),
+        responses={200: ProblemOutput(many=True), **error_responses(401, 403, 404)},
     )
 )
 class UploadProblemListApi(generics.ListAPIView):
@@ -1086,12 +1073,12 @@ class UploadReportApi(APIView):
 
     @extend_schema(
         summary="Download the rejected rows",
-        description=_describe(
+        description=describe(
             "A CSV file with the line, field, reason and message of every rejected row, to fix the file.", UPLOAD
         ),
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="line, field, reason, message, excerpt"),
-            **_errors(401, 403, 404),
+            **error_responses(401, 403, 404),
         },
     )
     def get(self, request, upload_id: int):

@@ -18,9 +18,10 @@ from rest_framework.views import APIView
 
 from accounts.roles import REVIEW_REDACTION, VIEW_PSEUDONYMS, VIEW_REDACTION
 from curation import pii, selectors, services_redaction
-from curation.apis import VersionOutput, _choice_error, _describe, _errors, _version_or_404
+from curation.apis import VersionOutput, version_or_404
 from curation.forms_review import ENTITY_CHOICES, entity_label
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
+from projectsite.api import choice_error, describe, error_responses
 from projectsite.pagination import CursorPagination
 from projectsite.permissions import HasPerm
 
@@ -221,7 +222,7 @@ class PseudonymMapOutput(serializers.Serializer):
 
 # --- input serializers -----------------------------------------------------------------------
 
-ENTITY_FIELD = {"choices": ENTITY_CHOICES, "error_messages": _choice_error("entity type", ENTITY_CHOICES)}
+ENTITY_FIELD = {"choices": ENTITY_CHOICES, "error_messages": choice_error("entity type", ENTITY_CHOICES)}
 OPERATOR_CHOICES = [(op, op) for op in pii.OPERATORS]
 
 
@@ -229,7 +230,7 @@ class RedactionStartInput(serializers.Serializer):
     profile = serializers.ChoiceField(
         choices=list(pii.PROFILES),
         required=False,
-        error_messages=_choice_error("profile", [(name, name) for name in pii.PROFILES]),
+        error_messages=choice_error("profile", [(name, name) for name in pii.PROFILES]),
         help_text="What to look for: healthcare (HIPAA Safe Harbor identifiers, the default) or gdpr (adds EU "
         "national IDs). Ignored when entities is given.",
     )
@@ -248,7 +249,7 @@ class RedactionStartInput(serializers.Serializer):
     )
     operators = serializers.DictField(
         child=serializers.ChoiceField(
-            choices=OPERATOR_CHOICES, error_messages=_choice_error("operator", OPERATOR_CHOICES)
+            choices=OPERATOR_CHOICES, error_messages=choice_error("operator", OPERATOR_CHOICES)
         ),
         required=False,
         help_text="Replacement per kind: tag (<PERSON>), mask (****), hash (keyed code) or pseudonym (realistic "
@@ -257,7 +258,7 @@ class RedactionStartInput(serializers.Serializer):
     default_operator = serializers.ChoiceField(
         choices=OPERATOR_CHOICES,
         default="pseudonym",
-        error_messages=_choice_error("operator", OPERATOR_CHOICES),
+        error_messages=choice_error("operator", OPERATOR_CHOICES),
         help_text="Replacement for kinds not named in operators.",
     )
     allow_list = serializers.ListField(
@@ -276,7 +277,7 @@ class FindingFilterInput(serializers.Serializer):
         choices=Finding.Status.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("status", Finding.Status.choices),
+        error_messages=choice_error("status", Finding.Status.choices),
     )
     min_score = serializers.FloatField(required=False, min_value=0, max_value=1)
     max_score = serializers.FloatField(required=False, min_value=0, max_value=1)
@@ -286,7 +287,7 @@ class FindingFilterInput(serializers.Serializer):
 class FindingDecideInput(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=Finding.Status.choices,
-        error_messages=_choice_error("status", Finding.Status.choices),
+        error_messages=choice_error("status", Finding.Status.choices),
         help_text="accepted (redact it), rejected (keep it as is) or pending (undecide).",
     )
     revision = serializers.IntegerField(
@@ -323,17 +324,17 @@ class RedactionRunStartApi(APIView):
 
     @extend_schema(
         summary="Look for personal data",
-        description=_describe(
+        description=describe(
             "Start detecting personal and health data in every text field of a version, in the background. "
             "Poll the run until its status is `review`, decide every finding, then approve. Refused while "
             "another review of the same version is open, and for a version that is already approved.",
             REVIEW_REDACTION,
         ),
         request=RedactionStartInput,
-        responses={202: RedactionRunOutput, **_errors(400, 401, 403, 404)},
+        responses={202: RedactionRunOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, version_id: int):
-        version = _version_or_404(version_id)
+        version = version_or_404(version_id)
         data = RedactionStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         run = services_redaction.redaction_run_start(version=version, actor=request.user, config=data.validated_data)
@@ -345,12 +346,12 @@ class RedactionRunDetailApi(APIView):
 
     @extend_schema(
         summary="One personal-data review",
-        description=_describe(
+        description=describe(
             "Status (and in words), progress while detecting (fraction, rows done, estimated time left), counts "
             "of findings by decision, the settings, the error if it failed and the approved version.",
             VIEW_REDACTION,
         ),
-        responses={200: RedactionRunOutput, **_errors(401, 403, 404)},
+        responses={200: RedactionRunOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         return Response(RedactionRunOutput(_run_or_404(run_id)).data)
@@ -361,12 +362,12 @@ class RedactionSummaryApi(APIView):
 
     @extend_schema(
         summary="Summary of a review",
-        description=_describe(
+        description=describe(
             "Findings by kind with how many were accepted, rejected or are pending and the acceptance rate, and "
             "the decisions of each reviewer. No text of rows.",
             VIEW_REDACTION,
         ),
-        responses={200: SummaryOutput, **_errors(401, 403, 404)},
+        responses={200: SummaryOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         run = _run_or_404(run_id)
@@ -382,24 +383,24 @@ class RedactionSummaryApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="Findings of a review",
-        description=_describe(
+        description=describe(
             "The findings with their text, by id, filtered by kind, decision, score range or row. They show "
             "personal data, so only reviewers may list them.",
             REVIEW_REDACTION,
         ),
         parameters=[FindingFilterInput],
-        responses={200: FindingOutput(many=True), **_errors(400, 401, 403, 404)},
+        responses={200: FindingOutput(many=True), **error_responses(400, 401, 403, 404)},
     ),
     post=extend_schema(
         summary="Add a missed span",
-        description=_describe(
+        description=describe(
             "Mark personal data the detector missed: a row, one of its text fields and the span's characters "
             "(Unicode code points, end excluded). It is accepted at once. Refused when the span is outside the "
             "text or holds only spaces, and once the review is approved.",
             REVIEW_REDACTION,
         ),
         request=FindingAddInput,
-        responses={201: FindingOutput, **_errors(400, 401, 403, 404)},
+        responses={201: FindingOutput, **error_responses(400, 401, 403, 404)},
     ),
 )
 class FindingListApi(generics.ListAPIView):
@@ -433,14 +434,14 @@ class FindingDetailApi(APIView):
 
     @extend_schema(
         summary="Decide one finding",
-        description=_describe(
+        description=describe(
             "Redact (`accepted`), keep as is (`rejected`) or undecide one finding, optionally changing its kind. "
             "Send the `revision` you read: if another reviewer decided since, nothing changes and the answer is "
             "409 with who changed it; read the finding again and decide on what is there now.",
             REVIEW_REDACTION,
         ),
         request=FindingDecideInput,
-        responses={200: FindingOutput, **_errors(400, 401, 403, 404, 409)},
+        responses={200: FindingOutput, **error_responses(400, 401, 403, 404, 409)},
     )
     def patch(self, request, finding_id: int):
         finding = _finding_or_404(finding_id)
@@ -473,13 +474,13 @@ class RedactionBulkDecideApi(APIView):
 
     @extend_schema(
         summary="Decide many findings",
-        description=_describe(
+        description=describe(
             "Redact (`accepted`) or keep as is (`rejected`) every finding not yet reviewed of one kind (or every "
             "kind) within a score range (both ends included). Findings already decided do not change.",
             REVIEW_REDACTION,
         ),
         request=BulkDecideInput,
-        responses={200: BulkDecideOutput, **_errors(400, 401, 403, 404)},
+        responses={200: BulkDecideOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, run_id: int):
         run = _run_or_404(run_id)
@@ -495,13 +496,13 @@ class RedactionRunApproveApi(APIView):
 
     @extend_schema(
         summary="Approve a review",
-        description=_describe(
+        description=describe(
             "Make a new version in which every accepted finding is replaced; it is marked approved and may be "
             "exported and used for training. Refused while detection runs and while any finding is pending.",
             REVIEW_REDACTION,
         ),
         request=None,
-        responses={201: RedactedVersionOutput, **_errors(400, 401, 403, 404)},
+        responses={201: RedactedVersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, run_id: int):
         version = services_redaction.redaction_run_approve(run=_run_or_404(run_id), actor=request.user)
@@ -513,12 +514,12 @@ class PseudonymMapApi(APIView):
 
     @extend_schema(
         summary="Original values behind pseudonyms",
-        description=_describe(
+        description=describe(
             "The map from each original value to the made-up value that replaced it in the approved version. "
             "Every read is written to the audit log. Empty until the review is approved.",
             VIEW_PSEUDONYMS,
         ),
-        responses={200: PseudonymMapOutput, **_errors(401, 403, 404)},
+        responses={200: PseudonymMapOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         run = _run_or_404(run_id)

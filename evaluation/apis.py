@@ -29,7 +29,6 @@ from accounts.roles import (
     VIEW_KPIS,
     VIEW_USE_CASES,
 )
-from curation.apis import _describe, _errors
 from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
@@ -43,7 +42,7 @@ from evaluation.models import (
     Prediction,
     UseCase,
 )
-from projectsite.api import ErrorOutput, RequiredBooleanField
+from projectsite.api import ErrorOutput, RequiredBooleanField, describe, error_responses
 from projectsite.pagination import CursorPagination, NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training.models import BaseModel, TrainedModel
@@ -418,8 +417,8 @@ class EndpointInput(serializers.Serializer):
 @extend_schema_view(
     get=extend_schema(
         summary="List evaluations",
-        description=_describe("Newest first; `status` and `model` filter.", VIEW_EVALUATIONS),
-        responses={200: EvalRunOutput(many=True), **_errors(401, 403)},
+        description=describe("Newest first; `status` and `model` filter.", VIEW_EVALUATIONS),
+        responses={200: EvalRunOutput(many=True), **error_responses(401, 403)},
     )
 )
 class EvalRunListApi(generics.ListAPIView):
@@ -433,14 +432,14 @@ class EvalRunListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Evaluate a model",
-        description=_describe(
+        description=describe(
             "Run a trained adapter, a base model alone or an external endpoint on the test split of an approved "
             "version; every prediction is stored, then scored overall and per group (fairness). An unapproved "
             "version is refused.",
             RUN_EVALUATIONS,
         ),
         request=EvalRunInput,
-        responses={201: EvalRunOutput, **_errors(400, 401, 403)},
+        responses={201: EvalRunOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = EvalRunInput(data=request.data)
@@ -454,10 +453,10 @@ class EvalRunDetailApi(APIView):
 
     @extend_schema(
         summary="An evaluation and its scores",
-        description=_describe(
+        description=describe(
             "Metrics, per-group metrics, fairness gaps (flagged past the threshold).", VIEW_EVALUATIONS
         ),
-        responses={200: EvalRunOutput, **_errors(401, 403, 404)},
+        responses={200: EvalRunOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         return Response(EvalRunOutput(_run_or_404(run_id)).data)
@@ -466,8 +465,8 @@ class EvalRunDetailApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="Predictions of an evaluation",
-        description=_describe("Each input, its reference and the model's output (row text).", VIEW_EXAMPLES),
-        responses={200: PredictionOutput(many=True), **_errors(401, 403, 404)},
+        description=describe("Each input, its reference and the model's output (row text).", VIEW_EXAMPLES),
+        responses={200: PredictionOutput(many=True), **error_responses(401, 403, 404)},
     )
 )
 class PredictionListApi(generics.ListAPIView):
@@ -487,9 +486,9 @@ class EvalRunRescoreApi(APIView):
 
     @extend_schema(
         summary="Score saved predictions again",
-        description=_describe("Add metrics from the stored predictions, without generating again.", RUN_EVALUATIONS),
+        description=describe("Add metrics from the stored predictions, without generating again.", RUN_EVALUATIONS),
         request=RescoreInput,
-        responses={200: EvalRunOutput, **_errors(400, 401, 403, 404)},
+        responses={200: EvalRunOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, run_id: int):
         data = RescoreInput(data=request.data)
@@ -507,17 +506,17 @@ class KpiListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="List KPIs",
-        description=_describe("Business KPI definitions.", VIEW_KPIS),
-        responses={200: KpiOutput(many=True), **_errors(401, 403)},
+        description=describe("Business KPI definitions.", VIEW_KPIS),
+        responses={200: KpiOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Define a KPI",
-        description=_describe("Create or update a KPI (name, unit, whether higher is better).", IMPORT_KPIS),
+        description=describe("Create or update a KPI (name, unit, whether higher is better).", IMPORT_KPIS),
         request=KpiInput,
-        responses={201: KpiOutput, **_errors(400, 401, 403)},
+        responses={201: KpiOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = KpiInput(data=request.data)
@@ -528,8 +527,8 @@ class KpiListApi(generics.ListAPIView):
 @extend_schema_view(
     get=extend_schema(
         summary="List KPI observations",
-        description=_describe("Filter by `kpi` (slug) and `model`.", VIEW_KPIS),
-        responses={200: KpiObservationOutput(many=True), **_errors(401, 403)},
+        description=describe("Filter by `kpi` (slug) and `model`.", VIEW_KPIS),
+        responses={200: KpiObservationOutput(many=True), **error_responses(401, 403)},
     )
 )
 class KpiObservationListApi(generics.ListAPIView):
@@ -558,7 +557,7 @@ class KpiObservationListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Import KPI observations (CSV)",
-        description=_describe(
+        description=describe(
             "All rows or none: unknown KPIs or models, wrong units, sample sizes below 1, duplicate periods are "
             "reported by line and nothing is imported.\n\n"
             f"- A file (multipart form data, field `file`, up to {services.KPI_FILE_MAX_MB} MB) is imported by the "
@@ -574,7 +573,7 @@ class KpiObservationListApi(generics.ListAPIView):
             201: KpiImportOutput,
             202: KpiImportRunOutput,
             400: KpiImportErrorOutput,
-            **_errors(401, 403, 413),
+            **error_responses(401, 403, 413),
         },
     )
     def post(self, request):
@@ -606,12 +605,12 @@ class KpiImportRunApi(APIView):
 
     @extend_schema(
         summary="A KPI import run and its progress",
-        description=_describe(
+        description=describe(
             "Where a KPI file import stands: progress while the worker checks and saves, then the number of figures "
             "imported, or why nothing was (`error`, and `problems` by line).",
             IMPORT_KPIS,
         ),
-        responses={200: KpiImportRunOutput, **_errors(401, 403, 404)},
+        responses={200: KpiImportRunOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, run_id: int):
         run = KpiImportRun.objects.select_related("created_by").filter(pk=run_id).first()
@@ -684,7 +683,7 @@ class KpiDashboardApi(APIView):
 
     @extend_schema(
         summary="KPI dashboard data",
-        description=_describe(
+        description=describe(
             "Per KPI: a series per model, each model's mean with a 95% interval, and its difference from the "
             "reference model (production by default) with significance. Filters: `start`, `end` (dates), `segment`, "
             "`reference` (a model name).",
@@ -696,7 +695,7 @@ class KpiDashboardApi(APIView):
             OpenApiParameter("segment", OpenApiTypes.STR),
             OpenApiParameter("reference", OpenApiTypes.STR),
         ],
-        responses={200: KpiDashboardOutput(many=True), **_errors(400, 401, 403)},
+        responses={200: KpiDashboardOutput(many=True), **error_responses(400, 401, 403)},
     )
     def get(self, request):
         filters = DashboardFilterInput(data=request.query_params)
@@ -716,13 +715,13 @@ class ComparisonApi(APIView):
 
     @extend_schema(
         summary="Compare 2–4 models",
-        description=_describe(
+        description=describe(
             "`models=a,b[,c,d]`: metrics of each model's latest evaluation on the same version, fairness gaps and "
             "KPIs. Outputs side by side are in the web page and the CSV export.",
             VIEW_EVALUATIONS,
         ),
         parameters=[OpenApiParameter("models", OpenApiTypes.STR, required=True)],
-        responses={200: OpenApiTypes.OBJECT, **_errors(400, 401, 403)},
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 403)},
     )
     def get(self, request):
         names = [n.strip() for n in request.query_params.get("models", "").split(",") if n.strip()]
@@ -753,17 +752,17 @@ class UseCaseListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="List use cases",
-        description=_describe("Use cases with their gate and production model.", VIEW_USE_CASES),
-        responses={200: UseCaseOutput(many=True), **_errors(401, 403)},
+        description=describe("Use cases with their gate and production model.", VIEW_USE_CASES),
+        responses={200: UseCaseOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Create or update a use case",
-        description=_describe("Its dataset, evaluation version, gate rules and retraining schedule.", MANAGE_USE_CASES),
+        description=describe("Its dataset, evaluation version, gate rules and retraining schedule.", MANAGE_USE_CASES),
         request=UseCaseInput,
-        responses={201: UseCaseOutput, **_errors(400, 401, 403)},
+        responses={201: UseCaseOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = UseCaseInput(data=request.data)
@@ -792,11 +791,11 @@ class GateApi(APIView):
 
     @extend_schema(
         summary="Check the promotion gate",
-        description=_describe(
+        description=describe(
             "`model=NAME`: every rule, the candidate's and the baseline's value, pass or why not.", VIEW_USE_CASES
         ),
         parameters=[OpenApiParameter("model", OpenApiTypes.STR, required=True)],
-        responses={200: GateOutput, **_errors(400, 401, 403, 404)},
+        responses={200: GateOutput, **error_responses(400, 401, 403, 404)},
     )
     def get(self, request, slug: str):
         use_case = _use_case_or_404(slug)
@@ -811,9 +810,9 @@ class PromoteApi(APIView):
 
     @extend_schema(
         summary="Promote a model",
-        description=_describe("Only when the gate passes; otherwise 400 says which rules fail. Audited.", PROMOTE),
+        description=describe("Only when the gate passes; otherwise 400 says which rules fail. Audited.", PROMOTE),
         request=PromoteInput,
-        responses={200: StageChangeOutput, **_errors(400, 401, 403, 404)},
+        responses={200: StageChangeOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, slug: str):
         use_case = _use_case_or_404(slug)
@@ -837,9 +836,9 @@ class RollbackApi(APIView):
 
     @extend_schema(
         summary="Roll back production",
-        description=_describe("Put back the production model that the current one replaced. Audited.", PROMOTE),
+        description=describe("Put back the production model that the current one replaced. Audited.", PROMOTE),
         request=None,
-        responses={200: StageChangeOutput, **_errors(400, 401, 403, 404)},
+        responses={200: StageChangeOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, slug: str):
         change = services.model_rollback(use_case=_use_case_or_404(slug), actor=request.user)
@@ -853,15 +852,15 @@ class EndpointListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="List external endpoints",
-        description=_describe("OpenAI-compatible endpoints (keys are never shown).", VIEW_EVALUATIONS),
-        responses={200: EndpointOutput(many=True), **_errors(401, 403)},
+        description=describe("OpenAI-compatible endpoints (keys are never shown).", VIEW_EVALUATIONS),
+        responses={200: EndpointOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Add or update an external endpoint",
-        description=_describe(
+        description=describe(
             "The API key is stored encrypted and never shown. An existing name updates that endpoint: only the "
             "person who added it or an admin may (403 otherwise), and a new base_url needs the API key again. The "
             "address must be allowed by ENDPOINT_ALLOWED_HOSTS (private and loopback addresses are refused unless "
@@ -869,7 +868,7 @@ class EndpointListApi(generics.ListAPIView):
             MANAGE_ENDPOINTS,
         ),
         request=EndpointInput,
-        responses={201: EndpointOutput, **_errors(400, 401, 403)},
+        responses={201: EndpointOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = EndpointInput(data=request.data)
@@ -939,17 +938,17 @@ class PilotListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="List pilots",
-        description=_describe("Two models compared on every KPI over the same period, with intervals.", VIEW_KPIS),
-        responses={200: PilotOutput(many=True), **_errors(401, 403)},
+        description=describe("Two models compared on every KPI over the same period, with intervals.", VIEW_KPIS),
+        responses={200: PilotOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Start a pilot",
-        description=_describe("Name two models and a period (and optionally a segment).", IMPORT_KPIS),
+        description=describe("Name two models and a period (and optionally a segment).", IMPORT_KPIS),
         request=PilotInput,
-        responses={201: PilotOutput, **_errors(400, 401, 403)},
+        responses={201: PilotOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = PilotInput(data=request.data)
@@ -977,12 +976,12 @@ class VersionBalanceApi(APIView):
 
     @extend_schema(
         summary="Label balance per group",
-        description=_describe(
+        description=describe(
             "How a version's labels spread over its groups (share of each label per group) and the largest "
             "difference between groups; no groups and a null gap when the version has no labels or no groups.",
             VIEW_DATASETS,
         ),
-        responses={200: BalanceOutput, **_errors(401, 403, 404)},
+        responses={200: BalanceOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, version_id: int):
         version = DatasetVersion.objects.filter(pk=version_id, status=DatasetVersion.Status.READY).first()

@@ -32,6 +32,27 @@ class RequiredBooleanField(serializers.BooleanField):
     default_empty_html = serializers.empty
 
 
+# --- what every app's endpoints say in the schema ----------------------------------------------
+
+
+def describe(text: str, perm: str | None) -> str:
+    """An endpoint's OpenAPI description: what it does, then the permission it checks and who holds it."""
+    from accounts.apis import permission_note  # accounts.apis imports this module
+
+    return f"{text}\n\n{permission_note(perm)}"
+
+
+def error_responses(*codes: int) -> dict:
+    """``responses`` entries for the error answers an endpoint documents: ``{**error_responses(401, 403)}``."""
+    return dict.fromkeys(codes, ErrorOutput)
+
+
+def choice_error(what: str, choices) -> dict:
+    """A ChoiceField's ``error_messages`` that name the choices: "Unknown split “x”. Use one of: train, test."."""
+    listed = ", ".join(str(value) for value, _ in choices)
+    return {"invalid_choice": f"Unknown {what} “{{input}}”. Use one of: {listed}."}
+
+
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     """Field messages one level deep: a nested error gets a dotted key (``metrics.0``, ``gate.1.margin``)."""
     found: dict[str, list[str]] = {}

@@ -21,8 +21,8 @@ from accounts.roles import (
     VIEW_JOBS,
     VIEW_MODELS,
 )
-from curation.apis import _choice_error, _describe, _errors
 from curation.models import DatasetVersion
+from projectsite.api import choice_error, describe, error_responses
 from projectsite.pagination import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
 from training import runner, selectors, services
@@ -261,7 +261,7 @@ class JobInput(serializers.Serializer):
     preset = serializers.ChoiceField(
         choices=list(runner.PRESETS),
         default="quick",
-        error_messages=_choice_error("preset", [(p, p) for p in runner.PRESETS]),
+        error_messages=choice_error("preset", [(p, p) for p in runner.PRESETS]),
     )
     queue = serializers.CharField(default="gpu", help_text="The worker class (Celery queue).")
     settings = serializers.DictField(
@@ -300,7 +300,7 @@ class JobFilterInput(serializers.Serializer):
         choices=TrainingJob.Status.choices,
         required=False,
         allow_blank=True,
-        error_messages=_choice_error("status", TrainingJob.Status.choices),
+        error_messages=choice_error("status", TrainingJob.Status.choices),
     )
     queue = serializers.CharField(required=False, allow_blank=True)
     base_model = serializers.CharField(required=False, allow_blank=True)
@@ -318,15 +318,15 @@ class BaseModelListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="List base models",
-        description=_describe("Models that adapters can be trained on.", VIEW_BASE_MODELS),
-        responses={200: BaseModelOutput(many=True), **_errors(401, 403)},
+        description=describe("Models that adapters can be trained on.", VIEW_BASE_MODELS),
+        responses={200: BaseModelOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Register a base model",
-        description=_describe(
+        description=describe(
             "Register a local folder (on the workers). Its configuration and weight headers are read to check it "
             "and count its parameters. A folder that does not hold a readable model is refused with one answer, "
             "whether or not it exists (the reason is in the server log), so the API tells nothing about the "
@@ -334,7 +334,7 @@ class BaseModelListApi(generics.ListAPIView):
             REGISTER_BASE_MODELS,
         ),
         request=BaseModelInput,
-        responses={201: BaseModelOutput, **_errors(400, 401, 403)},
+        responses={201: BaseModelOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = BaseModelInput(data=request.data)
@@ -346,9 +346,9 @@ class BaseModelListApi(generics.ListAPIView):
 @extend_schema_view(
     get=extend_schema(
         summary="List training jobs",
-        description=_describe("Newest first; filter by status, worker class (queue) or base model.", VIEW_JOBS),
+        description=describe("Newest first; filter by status, worker class (queue) or base model.", VIEW_JOBS),
         parameters=[JobFilterInput],
-        responses={200: TrainingJobOutput(many=True), **_errors(400, 401, 403)},
+        responses={200: TrainingJobOutput(many=True), **error_responses(400, 401, 403)},
     )
 )
 class TrainingJobListApi(generics.ListAPIView):
@@ -363,14 +363,14 @@ class TrainingJobListApi(generics.ListAPIView):
 
     @extend_schema(
         summary="Launch a training job",
-        description=_describe(
+        description=describe(
             "Queue a LoRA fine-tuning job on an approved dataset version. `settings` overrides the preset "
             "(out-of-range values are refused with a message per field). The job is queued on its worker class "
             "after the request commits; follow it on its detail endpoint.",
             LAUNCH_JOBS,
         ),
         request=JobInput,
-        responses={201: TrainingJobOutput, **_errors(400, 401, 403)},
+        responses={201: TrainingJobOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = JobInput(data=request.data)
@@ -384,7 +384,7 @@ class TrainingEstimateApi(APIView):
 
     @extend_schema(
         summary="Estimate a job before launching it",
-        description=_describe(
+        description=describe(
             "Memory and time for the job described as for launching, and warnings when no live worker of the "
             "chosen class can hold it. Nothing is queued. Refused (400) for the same reasons as a launch: a version "
             "that has not passed privacy review or has no training rows, a base model that cannot learn the "
@@ -392,7 +392,7 @@ class TrainingEstimateApi(APIView):
             LAUNCH_JOBS,
         ),
         request=JobInput,
-        responses={200: EstimateOutput, **_errors(400, 401, 403)},
+        responses={200: EstimateOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = JobInput(data=request.data)
@@ -415,12 +415,12 @@ class TrainingJobDetailApi(APIView):
 
     @extend_schema(
         summary="Follow a training job",
-        description=_describe(
+        description=describe(
             "Status in words, progress, the latest loss, learning rate, speed and memory, the log tail, every "
             "attempt (a worker that died shows as `worker_lost`), and the error with a hint when it failed.",
             VIEW_JOBS,
         ),
-        responses={200: TrainingJobOutput, **_errors(401, 403, 404)},
+        responses={200: TrainingJobOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, job_id: int):
         return Response(TrainingJobOutput(_job_or_404(job_id)).data)
@@ -431,8 +431,8 @@ class TrainingJobCurvesApi(APIView):
 
     @extend_schema(
         summary="Loss curves of a job",
-        description=_describe("Training and evaluation loss by step, and the learning rate.", VIEW_JOBS),
-        responses={200: CurvesOutput, **_errors(401, 403, 404)},
+        description=describe("Training and evaluation loss by step, and the learning rate.", VIEW_JOBS),
+        responses={200: CurvesOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, job_id: int):
         return Response(CurvesOutput(selectors.job_curves(_job_or_404(job_id))).data)
@@ -443,13 +443,13 @@ class TrainingJobCancelApi(APIView):
 
     @extend_schema(
         summary="Cancel a training job",
-        description=_describe(
+        description=describe(
             "A waiting job is cancelled at once. A running job is asked to stop: it finishes its current step "
             "(or checkpoint save), frees the GPU within seconds and ends as `cancelled`.",
             MANAGE_JOBS,
         ),
         request=None,
-        responses={202: TrainingJobOutput, **_errors(400, 401, 403, 404)},
+        responses={202: TrainingJobOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, job_id: int):
         job = services.training_job_cancel(job=_job_or_404(job_id), actor=request.user)
@@ -461,9 +461,9 @@ class TrainingJobRetryApi(APIView):
 
     @extend_schema(
         summary="Retry a failed or cancelled job",
-        description=_describe("Queue it again; it resumes from its last checkpoint when it has one.", MANAGE_JOBS),
+        description=describe("Queue it again; it resumes from its last checkpoint when it has one.", MANAGE_JOBS),
         request=None,
-        responses={202: TrainingJobOutput, **_errors(400, 401, 403, 404)},
+        responses={202: TrainingJobOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, job_id: int):
         job = services.training_job_retry(job=_job_or_404(job_id), actor=request.user)
@@ -475,11 +475,11 @@ class TrainingQueueApi(APIView):
 
     @extend_schema(
         summary="Queues and workers",
-        description=_describe(
+        description=describe(
             "Per worker class: how many jobs wait and run, which jobs, and the live workers with their GPUs.",
             VIEW_JOBS,
         ),
-        responses={200: QueueOutput(many=True), **_errors(401, 403)},
+        responses={200: QueueOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request):
         return Response(QueueOutput(selectors.queue_overview(), many=True).data)
@@ -488,8 +488,8 @@ class TrainingQueueApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="List trained models",
-        description=_describe("The adapter registry, newest first; filter by `stage`.", VIEW_MODELS),
-        responses={200: TrainedModelOutput(many=True), **_errors(401, 403)},
+        description=describe("The adapter registry, newest first; filter by `stage`.", VIEW_MODELS),
+        responses={200: TrainedModelOutput(many=True), **error_responses(401, 403)},
     )
 )
 class TrainedModelListApi(generics.ListAPIView):
@@ -506,8 +506,8 @@ class TrainedModelDetailApi(APIView):
 
     @extend_schema(
         summary="A trained model and its card",
-        description=_describe("Files with sha256 and size, the model card, metrics and stage.", VIEW_MODELS),
-        responses={200: TrainedModelOutput, **_errors(401, 403, 404)},
+        description=describe("Files with sha256 and size, the model card, metrics and stage.", VIEW_MODELS),
+        responses={200: TrainedModelOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, model_id: int):
         return Response(TrainedModelOutput(_trained_or_404(model_id), context={"request": request}).data)
@@ -518,12 +518,12 @@ class TrainedModelDownloadApi(APIView):
 
     @extend_schema(
         summary="Download an adapter",
-        description=_describe(
+        description=describe(
             "A zip of the adapter: adapter_model.safetensors, adapter_config.json, the tokenizer and README.md "
             "(the model card). Audited.",
             DOWNLOAD_MODELS,
         ),
-        responses={(200, "application/zip"): bytes, **_errors(401, 403, 404)},
+        responses={(200, "application/zip"): bytes, **error_responses(401, 403, 404)},
     )
     def get(self, request, model_id: int):
         trained = _trained_or_404(model_id)
@@ -541,13 +541,13 @@ class TrainedModelMergeApi(APIView):
 
     @extend_schema(
         summary="Export a merged model",
-        description=_describe(
+        description=describe(
             "Merge the adapter into its base model on a worker (a standalone model, as large as the base). "
             "Follow `merge_status` on the model; download with `download/?merged=true` when it is `done`.",
             DOWNLOAD_MODELS,
         ),
         request=None,
-        responses={202: TrainedModelOutput, **_errors(400, 401, 403, 404)},
+        responses={202: TrainedModelOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, model_id: int):
         trained = services.trained_model_merge_start(trained=_trained_or_404(model_id), actor=request.user)
