@@ -22,8 +22,8 @@ PROMPT = "Ticket 3: my billing page shows an error since the update."
 
 @pytest.fixture(autouse=True)
 def _urls_loaded():
-    """The URLconf imports Presidio and torch (curation.pii, through the review views): load it here rather than
-    in the browser's first page load, which a busy machine can push past the page's 20 s timeout."""
+    """Load the URL configuration here rather than in the browser's first page load, which a busy machine can
+    push past the page's 20 s timeout."""
     reverse("home")
 
 
