@@ -391,11 +391,7 @@ class ProjectInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = dict(self.validated_data)
-        version = (
-            DatasetVersion.objects.select_related("dataset")
-            .filter(pk=values["version"], status=DatasetVersion.Status.READY)
-            .first()
-        )
+        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["version"]).first()
         if version is None:
             raise serializers.ValidationError({"version": f"There is no ready version #{values['version']}."})
         values["version"] = version

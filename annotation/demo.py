@@ -18,13 +18,7 @@ ROUTING_DISAGREEMENTS = (2, 7)
 
 
 def _approved(dataset_name: str) -> DatasetVersion:
-    return (
-        DatasetVersion.objects.filter(
-            dataset__name=dataset_name, privacy=DatasetVersion.Privacy.APPROVED, status=DatasetVersion.Status.READY
-        )
-        .order_by("-number")
-        .first()
-    )
+    return DatasetVersion.objects.approved().filter(dataset__name=dataset_name).order_by("-number").first()
 
 
 def routing_schema(labels: list[str]) -> dict:

@@ -71,7 +71,7 @@ class ProjectForm(forms.Form):
     # so a crafted request for another version gets the gate's own message.
     version = VersionChoiceField(
         label="Dataset version",
-        queryset=DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).select_related("dataset"),
+        queryset=DatasetVersion.objects.ready().select_related("dataset"),
         empty_label="— choose an approved version —",
         help_text="Only versions that passed privacy review can be annotated.",
         error_messages={
@@ -113,11 +113,7 @@ class ProjectForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["version"]
-        approved = (
-            DatasetVersion.objects.filter(status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.APPROVED)
-            .select_related("dataset")
-            .order_by("dataset__name", "-number")
-        )
+        approved = DatasetVersion.objects.approved().select_related("dataset").order_by("dataset__name", "-number")
         field.choices = [("", field.empty_label), *((v.pk, field.label_from_instance(v)) for v in approved)]
         self.has_versions = len(field.choices) > 1
 

@@ -39,7 +39,18 @@ class Dataset(models.Model):
         return self.name
 
     def latest_version(self) -> "DatasetVersion | None":
-        return self.versions.filter(status=DatasetVersion.Status.READY).order_by("-number").first()
+        return self.versions.ready().order_by("-number").first()
+
+
+class DatasetVersionQuerySet(models.QuerySet):
+    def ready(self) -> "DatasetVersionQuerySet":
+        """Finished versions (a staged import waits for the curator and is not used anywhere)."""
+        return self.filter(status=DatasetVersion.Status.READY)
+
+    def approved(self) -> "DatasetVersionQuerySet":
+        """Ready versions a privacy reviewer approved: what the privacy gate lets export, annotation, training and
+        evaluation use (curation.services.version_require_approved)."""
+        return self.ready().filter(privacy=DatasetVersion.Privacy.APPROVED)
 
 
 class DatasetVersion(models.Model):
@@ -84,6 +95,8 @@ class DatasetVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DatasetVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["dataset", "-number"]

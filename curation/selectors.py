@@ -41,13 +41,11 @@ def with_privacy_review(versions: QuerySet[DatasetVersion]) -> QuerySet[DatasetV
 
 
 def version_list(dataset: Dataset) -> QuerySet[DatasetVersion]:
-    return with_privacy_review(dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number"))
+    return with_privacy_review(dataset.versions.ready().order_by("-number"))
 
 
 def version_ready_get(version_id: int) -> DatasetVersion:
-    return with_privacy_review(DatasetVersion.objects.select_related("dataset", "parent")).get(
-        pk=version_id, status=DatasetVersion.Status.READY
-    )
+    return with_privacy_review(DatasetVersion.objects.ready().select_related("dataset", "parent")).get(pk=version_id)
 
 
 def example_search(
@@ -191,9 +189,7 @@ def upload_report_csv(upload: Upload) -> Iterator[str]:
 
 def dataset_list_summary() -> QuerySet[Dataset]:
     """Visible datasets with their latest ready version's id, number, row count and date, in one query."""
-    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.READY).order_by(
-        "-number"
-    )
+    latest = DatasetVersion.objects.ready().filter(dataset=OuterRef("pk")).order_by("-number")
     # Privacy of the latest version, and the newest approved one (the one people can use) when it is older.
     approved = latest.filter(privacy=DatasetVersion.Privacy.APPROVED)
     return dataset_list().annotate(
@@ -385,9 +381,7 @@ QUEUE_ROWS = 5  # rows a home-page section lists; its count says how many there 
 
 
 def _unreviewed_versions() -> QuerySet[DatasetVersion]:
-    return DatasetVersion.objects.filter(
-        status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.RAW, dataset__in=dataset_list()
-    )
+    return DatasetVersion.objects.ready().filter(privacy=DatasetVersion.Privacy.RAW, dataset__in=dataset_list())
 
 
 def privacy_queue(*, user) -> dict:

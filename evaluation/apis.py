@@ -119,11 +119,7 @@ class EvalRunInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = self.validated_data
-        version = (
-            DatasetVersion.objects.select_related("dataset")
-            .filter(pk=values["dataset_version"], status=DatasetVersion.Status.READY)
-            .first()
-        )
+        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["dataset_version"]).first()
         if version is None:
             raise serializers.ValidationError(
                 {"dataset_version": f"There is no ready version #{values['dataset_version']}."}
@@ -984,7 +980,7 @@ class VersionBalanceApi(APIView):
         responses={200: BalanceOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, version_id: int):
-        version = DatasetVersion.objects.filter(pk=version_id, status=DatasetVersion.Status.READY).first()
+        version = DatasetVersion.objects.ready().filter(pk=version_id).first()
         if version is None:
             raise exceptions.NotFound(f"There is no ready version #{version_id}.")
         # An empty report rather than a JSON null, which DRF would send as an empty body.

@@ -124,7 +124,7 @@ class RunForm(forms.Form):
     # so a crafted request for another version gets the gate's own message.
     dataset_version = VersionChoiceField(
         label="Dataset version",
-        queryset=DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).select_related("dataset"),
+        queryset=DatasetVersion.objects.ready().select_related("dataset"),
         empty_label="— choose an approved version —",
         help_text="The model answers every row of the chosen part of this version.",
         error_messages={

@@ -1179,13 +1179,7 @@ def retrain_tick(*, now=None) -> list[int]:
             hours=use_case.retrain_every_hours
         ):
             continue
-        latest = (
-            DatasetVersion.objects.filter(
-                dataset=use_case.dataset, status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.APPROVED
-            )
-            .order_by("-number")
-            .first()
-        )
+        latest = DatasetVersion.objects.approved().filter(dataset=use_case.dataset).order_by("-number").first()
         if latest is None or (
             use_case.last_trained_version_id and latest.number <= use_case.last_trained_version.number
         ):

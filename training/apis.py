@@ -272,11 +272,7 @@ class JobInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = self.validated_data
-        version = (
-            DatasetVersion.objects.select_related("dataset")
-            .filter(pk=values["dataset_version"], status=DatasetVersion.Status.READY)
-            .first()
-        )
+        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["dataset_version"]).first()
         if version is None:
             raise serializers.ValidationError(
                 {"dataset_version": f"There is no ready version #{values['dataset_version']}."}

@@ -118,7 +118,7 @@ class JobForm(forms.Form):
     # decides, so a crafted request for another version gets the gate's own message.
     dataset_version = VersionChoiceField(
         label="Dataset version",
-        queryset=DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).select_related("dataset"),
+        queryset=DatasetVersion.objects.ready().select_related("dataset"),
         empty_label="— choose an approved version —",
         error_messages={
             "required": "Choose the dataset version to train on.",

@@ -99,11 +99,7 @@ def measured_tokens_per_second(*, base_model: BaseModel, queue: str) -> float | 
 
 def approved_versions() -> QuerySet[DatasetVersion]:
     """What may be trained on: ready versions that passed privacy review."""
-    return (
-        DatasetVersion.objects.filter(status=DatasetVersion.Status.READY, privacy=DatasetVersion.Privacy.APPROVED)
-        .select_related("dataset")
-        .order_by("dataset__name", "-number")
-    )
+    return DatasetVersion.objects.approved().select_related("dataset").order_by("dataset__name", "-number")
 
 
 def base_model_list() -> QuerySet[BaseModel]:

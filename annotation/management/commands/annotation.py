@@ -82,11 +82,7 @@ class Command(BaseCommand):
     # --- subcommands -----------------------------------------------------------------------------
 
     def _create(self, options) -> dict:
-        version = (
-            DatasetVersion.objects.select_related("dataset")
-            .filter(pk=options["version_id"], status=DatasetVersion.Status.READY)
-            .first()
-        )
+        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=options["version_id"]).first()
         if version is None:
             raise CommandError(f"There is no ready dataset version #{options['version_id']}.")
         schema = None
