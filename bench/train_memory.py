@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The demo's training settings (accounts/management/commands/seed_demo.py) and its rows (240 tickets, 80 % train).
+# The demo's training settings (projectsite/management/commands/seed_demo.py) and its rows (240 tickets, 80 % train).
 DEMO_TRAINING = {"max_steps": 120, "learning_rate": 0.005, "lora_r": 16, "max_seq_length": 160, "batch_size": 8}
 DEMO_ROWS = 192
 

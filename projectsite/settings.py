@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "training",
     "evaluation",
     "annotation",
+    "projectsite",  # site-wide commands (seed_demo), which import every app
 ]
 
 MIDDLEWARE = [
