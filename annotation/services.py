@@ -21,7 +21,7 @@ from accounts.services import audit_record
 from annotation import schema as schemas
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from curation.models import Dataset, DatasetVersion, Example, TaskType
-from curation.services import _version_derive, version_require_approved
+from curation.services import version_derive, version_require_approved
 from curation.services_redaction import engine_for_dataset
 from curation.text import quality_flags, row_hash, text_hash
 
@@ -707,7 +707,7 @@ def annotation_project_publish(
     }
     keep = project.version.examples.filter(pk__in=settled.values("example_id")) if settled_only else None
     privacy_check = _new_text_check(project, known=checked)
-    version = _version_derive(
+    version = version_derive(
         parent=project.version,
         operation=DatasetVersion.Operation.ANNOTATE,
         params={
@@ -720,11 +720,9 @@ def annotation_project_publish(
         actor=actor,
         keep=keep,
         transform=lambda new: _apply_answers(project, new),
+        # New personal data may have been typed in: the version then waits for a privacy reviewer like an import.
+        privacy=DatasetVersion.Privacy.RAW if privacy_check["findings"] else None,
     )
-    if privacy_check["findings"]:
-        # New personal data may have been typed in: the version waits for a privacy reviewer like an import.
-        version.privacy = DatasetVersion.Privacy.RAW
-        version.save(update_fields=["privacy"])
     if finish and project.is_open:
         project.status = AnnotationProject.Status.FINISHED
         project.save(update_fields=["status"])

@@ -519,9 +519,7 @@ def upload_commit(*, upload: Upload, actor) -> DatasetVersion:
         raise ValidationError(
             "No row of this file can be imported. Download the report, fix the file and upload it again."
         )
-    version = upload.version
-    DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
-    version.refresh_from_db()
+    version = _version_ready(upload.version, actor=actor)
     upload.status = Upload.Status.IMPORTED
     upload.save(update_fields=["status", "updated_at"])
     audit_record(
@@ -529,12 +527,6 @@ def upload_commit(*, upload: Upload, actor) -> DatasetVersion:
         action="upload.import",
         obj=upload,
         after={"version_id": version.pk, "rows": upload.good_rows, "rejected": upload.rejected_rows},
-    )
-    audit_record(
-        actor=actor,
-        action="version.create",
-        obj=version,
-        after={"operation": version.operation, "rows": version.row_count, "content_hash": version.content_hash},
     )
     return version
 
@@ -569,8 +561,49 @@ def upload_cancel(*, upload: Upload, actor) -> Upload:
 # --- versions --------------------------------------------------------------------------------
 
 
+@transaction.atomic
+def version_create(
+    *,
+    dataset: Dataset,
+    operation: str,
+    params: dict,
+    actor,
+    rows: Iterable[tuple | None],
+    parent: DatasetVersion | None = None,
+    seed: int = 13,
+    ratios: dict | None = None,
+    privacy: str = DatasetVersion.Privacy.RAW,
+) -> DatasetVersion:
+    """A new ready version of ``dataset`` holding ``rows`` (example tuples in EXAMPLE_COLUMNS order), audited.
+
+    ``rows`` may read the database as it goes (see ``_insert_examples``). ``privacy`` is stored from the start, so
+    the audit event tells it too.
+    """
+    version = _version_new(
+        dataset=dataset,
+        parent=parent,
+        operation=operation,
+        params=params,
+        actor=actor,
+        seed=seed,
+        ratios=DEFAULT_RATIOS if ratios is None else ratios,
+        privacy=privacy,
+    )
+    _insert_examples(version.pk, rows)
+    _version_finalize(version)
+    return _version_ready(version, actor=actor)
+
+
 def _version_new(
-    *, dataset: Dataset, parent, operation: str, params: dict, actor, seed: int, ratios: dict
+    *,
+    dataset: Dataset,
+    parent,
+    operation: str,
+    params: dict,
+    actor,
+    seed: int,
+    ratios: dict,
+    privacy: str = DatasetVersion.Privacy.RAW,
 ) -> DatasetVersion:
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
     number = (dataset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
@@ -583,6 +616,7 @@ def _version_new(
         created_by=actor,
         split_seed=seed,
         split_ratios=validate_ratios(ratios),
+        privacy=privacy,
     )
     version.full_clean()
     version.save()
@@ -648,7 +682,28 @@ def _version_finalize(version: DatasetVersion) -> None:
     version.save(update_fields=["row_count", "content_hash", "stats"])
 
 
-def _version_derive(
+def _version_ready(version: DatasetVersion, *, actor) -> DatasetVersion:
+    """The end of every new version: mark it ready and audit what it holds."""
+    DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
+    version.refresh_from_db()
+    audit_record(
+        actor=actor,
+        action="version.create",
+        obj=version,
+        after={
+            "operation": version.operation,
+            "parent": version.parent_id,
+            "params": version.operation_params,
+            "rows": version.row_count,
+            "content_hash": version.content_hash,
+            "privacy": version.privacy,
+        },
+    )
+    return version
+
+
+@transaction.atomic
+def version_derive(
     *,
     parent: DatasetVersion,
     operation: str,
@@ -659,10 +714,13 @@ def _version_derive(
     seed: int | None = None,
     ratios: dict | None = None,
     transform=None,
+    privacy: str | None = None,
 ) -> DatasetVersion:
-    """A new ready version holding the parent's rows (or ``keep``, a queryset of them) minus dropped rows.
+    """A new ready version holding the parent's rows (or ``keep``, a queryset of them) minus dropped rows, audited.
 
     ``transform(version)``, when given, edits the copied rows before the version is hashed and marked ready.
+    ``privacy`` defaults to the parent's: dropping rows or re-splitting adds no text, so an approved parent's child
+    stays approved. A step that may add text (annotators' answers) passes ``Privacy.RAW`` when it does.
     """
     if not parent.is_ready:
         raise ValidationError("This version is not ready yet.")
@@ -675,10 +733,8 @@ def _version_derive(
         actor=actor,
         seed=parent.split_seed if seed is None else seed,
         ratios=ratios or parent.split_ratios,
+        privacy=parent.privacy if privacy is None else privacy,
     )
-    # Dropping rows or re-splitting adds no text, so an approved parent's child stays approved.
-    version.privacy = parent.privacy
-    version.save(update_fields=["privacy"])
     source = keep if keep is not None else parent.examples.all()
     column_sql = ", ".join(f'"{name}"' for name in EXAMPLE_COLUMNS)
     select_sql, select_params = source.order_by().values_list(*EXAMPLE_COLUMNS).query.sql_with_params()
@@ -696,21 +752,7 @@ def _version_derive(
     if transform is not None:
         transform(version)
     _version_finalize(version)
-    DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
-    version.refresh_from_db()
-    audit_record(
-        actor=actor,
-        action="version.create",
-        obj=version,
-        after={
-            "operation": operation,
-            "parent": parent.pk,
-            "params": params,
-            "rows": version.row_count,
-            "content_hash": version.content_hash,
-        },
-    )
-    return version
+    return _version_ready(version, actor=actor)
 
 
 def _assign_splits(version: DatasetVersion) -> None:
@@ -738,7 +780,7 @@ def version_split(*, version: DatasetVersion, actor, seed: int, ratios: dict[str
         ratios = validate_ratios(ratios)
     except ValueError as exc:
         raise ValidationError({"ratios": str(exc)}) from None
-    return _version_derive(
+    return version_derive(
         parent=version,
         operation=DatasetVersion.Operation.SPLIT,
         params={"seed": seed, "ratios": ratios},
@@ -784,7 +826,7 @@ def version_filter(
     }
     if not any(value for value in params.values()):
         raise ValidationError("Choose at least one filter.")
-    return _version_derive(
+    return version_derive(
         parent=version, operation=DatasetVersion.Operation.FILTER, params=params, actor=actor, keep=keep
     )
 
@@ -877,7 +919,7 @@ def dedupe_run_apply(*, run: DedupeRun, actor, keep: dict[int, list[int]] | None
         drop_indexes.extend(
             Example.objects.filter(pk__in=drop_ids[start : start + 900]).values_list("row_index", flat=True)
         )
-    version = _version_derive(
+    version = version_derive(
         parent=run.version,
         operation=DatasetVersion.Operation.DEDUPE,
         params={"dedupe_run": run.pk, "mode": run.mode, "threshold": run.threshold, "dropped": len(drop_ids)},

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.services import audit_record
 from curation import pii
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
-from curation.services import _insert_examples, _version_finalize, _version_new
+from curation.services import version_create
 from curation.text import quality_flags, row_hash, text_hash
 from projectsite.crypto import fernet_for
 
@@ -417,21 +417,17 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
         engine = engine_for(run)
         pseudonymizer = engine.pseudonymizer()
         source = run.version
-        version = _version_new(
+        version = version_create(
             dataset=source.dataset,
             parent=source,
             operation=DatasetVersion.Operation.REDACT,
             params={"redaction_run": run.pk},
             actor=actor,
+            rows=_redacted_rows(run, engine, pseudonymizer),
             seed=source.split_seed,
             ratios=source.split_ratios,
+            privacy=DatasetVersion.Privacy.APPROVED,
         )
-        version.privacy = DatasetVersion.Privacy.APPROVED
-        version.save(update_fields=["privacy"])
-        _insert_examples(version.pk, _redacted_rows(run, engine, pseudonymizer))
-        _version_finalize(version)
-        DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY)
-        version.refresh_from_db()
         run.status = RedactionRun.Status.APPROVED
         run.result_version = version
         run.approved_by = actor
@@ -442,18 +438,6 @@ def redaction_run_approve(*, run: RedactionRun, actor) -> DatasetVersion:
             action="redaction.approve",
             obj=run,
             after={"version_id": version.pk, "accepted": run.findings.accepted().count()},
-        )
-        audit_record(
-            actor=actor,
-            action="version.create",
-            obj=version,
-            after={
-                "operation": version.operation,
-                "parent": source.pk,
-                "rows": version.row_count,
-                "content_hash": version.content_hash,
-                "privacy": version.privacy,
-            },
         )
     return version
 

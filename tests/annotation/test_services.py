@@ -370,6 +370,15 @@ def test_personal_data_typed_by_an_annotator_sends_the_version_to_privacy_review
         version_require_approved(new)
 
 
+def test_the_audit_trail_records_the_privacy_the_published_version_has(reply_project, annotator, engineer):
+    # The version is created raw in one step, so the record of its creation does not say it was approved.
+    submit(reply_project, annotator, {"reply": "Hello Dana, call me on 617-555-0134."})
+    new = services.annotation_project_publish(project=reply_project, actor=engineer)
+    created = AuditEvent.objects.for_object(new).get(action="version.create")
+    assert created.after["privacy"] == DatasetVersion.Privacy.RAW == new.privacy
+    assert created.after["parent"] == reply_project.version_id
+
+
 def test_a_publish_run_checks_in_the_worker_and_checks_again_what_was_settled_meanwhile(
     reply_project, annotator, engineer, monkeypatch
 ):
