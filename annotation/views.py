@@ -51,6 +51,7 @@ from annotation.models import AnnotationProject, Assignment, LabelSchema, Publis
 from annotation.services import AnnotationConflict
 from curation import selectors as curation_selectors
 from curation.forms import add_service_errors
+from projectsite.errors import error_messages, error_text
 
 PROJECTS_PER_PAGE = 25
 TASKS_PER_PAGE = 50
@@ -113,15 +114,9 @@ def _own_assignment_or_404(request, project: AnnotationProject | None, assignmen
     return assignment
 
 
-def _error_text(exc: ValidationError) -> str:
-    return " ".join(exc.messages)
-
-
 def _error_dict(exc: ValidationError) -> dict[str, str]:
     """{field name or "__all__": one sentence} from a service's ValidationError."""
-    if hasattr(exc, "error_dict"):
-        return {name: " ".join(errors) for name, errors in exc.message_dict.items()}
-    return {"__all__": _error_text(exc)}
+    return {name: " ".join(errors) for name, errors in error_messages(exc).items()}
 
 
 def _label_studio_services():
@@ -378,7 +373,7 @@ def project_publish(request, project_id: int):
             settled_only=form.cleaned_data.get("settled_only", False),
         )
     except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     return redirect(reverse("annotation:project_detail", args=[project.pk]) + "#publish-title")
 
 
@@ -557,7 +552,7 @@ def _go_on_json(request, project: AnnotationProject, message: str) -> JsonRespon
         assignment = services.assignment_next(project=project, annotator=request.user)
     except ValidationError as exc:
         messages.success(request, message)
-        messages.info(request, _error_text(exc))
+        messages.info(request, error_text(exc))
         return JsonResponse({"ok": True, "redirect": reverse("annotation:project_detail", args=[project.pk])})
     if assignment is None:
         messages.success(request, message)
@@ -570,7 +565,7 @@ def _go_on(request, project: AnnotationProject):
     try:
         assignment = services.assignment_next(project=project, annotator=request.user)
     except ValidationError as exc:
-        messages.info(request, _error_text(exc))
+        messages.info(request, error_text(exc))
         return redirect("annotation:project_detail", project.pk)
     if assignment is None:
         return redirect("annotation:label_done", project.pk)
@@ -628,8 +623,8 @@ def label_submit(request, project_id: int):
         )
     except AnnotationConflict as exc:
         assignment.refresh_from_db()
-        page = _label_page(request, project, assignment, values=answer, conflict=_error_text(exc), status=409)
-        return _page_as_json(page, ok=False, message=_error_text(exc)) if _wants_json(request) else page
+        page = _label_page(request, project, assignment, values=answer, conflict=error_text(exc), status=409)
+        return _page_as_json(page, ok=False, message=error_text(exc)) if _wants_json(request) else page
     except ValidationError as exc:
         page = _label_page(request, project, assignment, values=answer, errors=_error_dict(exc), status=400)
         return _page_as_json(page, ok=False, message="The answer could not be saved.") if _wants_json(request) else page
@@ -649,7 +644,7 @@ def label_skip(request, project_id: int):
     try:
         services.assignment_skip(assignment=assignment, annotator=request.user)
     except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.info(request, f"Example {assignment.task.position + 1} skipped: it goes to someone else.")
     return _go_on(request, project)
@@ -674,7 +669,7 @@ def label_undo(request, project_id: int):
     try:
         assignment = services.annotation_undo(project=project, annotator=request.user)
     except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.info(
             request, f"Your answer to example {assignment.task.position + 1} is taken back: change it and submit again."
@@ -702,7 +697,7 @@ def assignment_draft(request, assignment_id: int):
         )
     except AnnotationConflict as exc:
         assignment.refresh_from_db()
-        data = {"ok": False, "message": _error_text(exc)}
+        data = {"ok": False, "message": error_text(exc)}
         still_mine = assignment.status == Assignment.Status.ACTIVE and assignment.expires_at > timezone.now()
         if still_mine and revision is not None and revision != assignment.revision:
             data.update(draft=assignment.draft, revision=assignment.revision)
@@ -886,7 +881,7 @@ def task_adjudicate_undo(request, task_id: int):
             task=task, actor=request.user, previous=offer["previous"], settled_seen=offer["stamp"]
         )
     except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"Your decision on example {task.position + 1} is undone: decide it again.")
     return redirect("annotation:task_detail", task.pk)
@@ -959,7 +954,7 @@ def _label_studio_action(request, project_id: int, action: str):
         else:
             report = module.label_studio_pull(project=project, actor=request.user)
     except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         if action == "push":
             messages.success(

@@ -42,6 +42,7 @@ from curation.models import (
     UploadProblem,
 )
 from projectsite.api import ErrorOutput, choice_error, describe, error_responses
+from projectsite.errors import error_text
 from projectsite.pagination import CursorPagination
 from projectsite.permissions import HasPerm
 from projectsite.progress import progress_read
@@ -695,7 +696,7 @@ class VersionExportApi(APIView):
                 version=version, actor=request.user, fmt=params.validated_data["format"], via="api"
             )
         except services.VersionNotApproved as exc:
-            raise NotApproved(" ".join(exc.messages)) from None
+            raise NotApproved(error_text(exc)) from None
         return _download(chunks, filename=filename, content_type=content_type)
 
 

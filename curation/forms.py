@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from curation.models import DedupeRun, Split, TaskType, Upload
 from curation.text import DEFAULT_RATIOS
+from projectsite.errors import error_messages
 
 NONE_CHOICE = ("", "— none —")
 
@@ -26,10 +27,7 @@ def too_large_message() -> str:
 
 def add_service_errors(form: forms.Form, error: ValidationError) -> None:
     """Show a service's ValidationError next to the matching fields, the rest above the form."""
-    if not hasattr(error, "error_dict"):
-        form.add_error(None, error.messages)
-        return
-    for name, errors in error.message_dict.items():
+    for name, errors in error_messages(error).items():
         form.add_error(name if name in form.fields else None, errors)
 
 

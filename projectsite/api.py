@@ -13,6 +13,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from projectsite.errors import error_messages
+
 GENERAL_KEYS = ("__all__", "non_field_errors")
 
 
@@ -101,7 +103,7 @@ def exception_handler(exc, context):
         sent = context["request"].content_type.split(";")[0] or "no Content-Type"
         exc = exceptions.UnsupportedMediaType(sent, detail=f"Send the body as {readable} (this one was {sent}).")
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages})
+        exc = exceptions.ValidationError(error_messages(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

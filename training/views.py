@@ -29,6 +29,7 @@ from accounts.roles import (
 )
 from curation.forms import add_service_errors
 from curation.models import TaskType
+from projectsite.errors import error_messages, error_text
 from training import runner, selectors, services
 from training.forms import (
     ADVANCED_FIELDS,
@@ -285,7 +286,7 @@ def job_estimate(request):
             base_model=data["base_model"], config=config, version=version, queue=data["queue"]
         )
     except ValidationError as exc:
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        errors = error_messages(exc)
         # field_errors: the page script also shows them next to their field, as a refused launch would.
         fields = {name: list(lines) for name, lines in errors.items() if name in form.fields}
         return JsonResponse({"ok": False, "errors": _plain_errors(errors), "field_errors": fields})
@@ -402,7 +403,7 @@ def job_cancel(request, job_id: int):
     try:
         job = services.training_job_cancel(job=job, actor=request.user)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, error_text(exc))
     else:
         if job.status == TrainingJob.Status.CANCELLED:
             messages.success(request, "The job is cancelled. It had not started, so nothing was trained.")
@@ -419,7 +420,7 @@ def job_retry(request, job_id: int):
     try:
         job = services.training_job_retry(job=job, actor=request.user)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, error_text(exc))
     else:
         resume = f" It resumes from step {job.last_checkpoint_step}." if job.last_checkpoint_step else ""
         messages.success(request, f"The job is queued again.{resume}")
@@ -516,7 +517,7 @@ def model_merge(request, model_id: int):
     try:
         services.trained_model_merge_start(trained=trained, actor=request.user)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, "Merging on a worker. The download appears here when it is done.")
     return redirect("training:model_detail", trained.pk)

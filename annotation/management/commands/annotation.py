@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation import selectors, services
 from annotation.models import AnnotationProject
 from annotation.services_label_studio import label_studio_pull, label_studio_push
-from curation.management.commands.import_dataset import _plain
 from curation.models import DatasetVersion
+from projectsite.errors import error_text
 
 
 class Command(BaseCommand):
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         try:
             result = handlers[action](options)
         except ValidationError as exc:
-            raise CommandError(_plain(exc)) from None
+            raise CommandError(error_text(exc)) from None
         self.stdout.write(json.dumps(result, default=str))
 
     # --- lookups ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.formats import FORMATS
 from curation.models import TaskType
 from curation.services import dataset_import
+from projectsite.errors import error_text
 
 ROLES = ("input", "target", "label", "group")
 
@@ -19,12 +20,6 @@ def parse_mapping(text: str) -> dict:
             raise CommandError(f"--map takes role=COLUMN pairs with roles {', '.join(ROLES)}; got {part!r}.")
         mapping[role] = column.strip()
     return mapping
-
-
-def _plain(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return " ".join(message for messages in error.message_dict.values() for message in messages)
-    return " ".join(error.messages)
 
 
 class Command(BaseCommand):
@@ -51,7 +46,7 @@ class Command(BaseCommand):
                 task_type=options["task"],
             )
         except ValidationError as exc:
-            raise CommandError(_plain(exc)) from None
+            raise CommandError(error_text(exc)) from None
         for problem in upload.problems.order_by("line")[:20]:
             self.stderr.write(f"line {problem.line}: {problem.message}")
         if upload.rejected_rows > 20:

@@ -5,10 +5,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.management.commands.import_dataset import _plain
 from curation.models import DatasetVersion
 from evaluation import services
 from evaluation.models import EvalRun, ExternalEndpoint
+from projectsite.errors import error_text
 from training.models import TrainedModel
 
 
@@ -55,7 +55,7 @@ class Command(BaseCommand):
                 subject=subject, version=version, actor=actor, split=options["split"], judge=judge, via="command"
             )
         except ValidationError as exc:
-            raise CommandError(_plain(exc)) from None
+            raise CommandError(error_text(exc)) from None
         self.stderr.write(f"Evaluation #{run.pk} of {run.subject_name} queued on “{run.queue}”.")
         if options["here"]:
             services.eval_run_execute(run_id=run.pk)

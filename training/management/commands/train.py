@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.management.commands.import_dataset import _plain
 from curation.models import DatasetVersion
+from projectsite.errors import error_text
 from training import runner, services
 from training.models import BaseModel, TrainedModel, TrainingJob
 
@@ -63,7 +63,7 @@ class Command(BaseCommand):
                 via="command",
             )
         except ValidationError as exc:
-            raise CommandError(_plain(exc)) from None
+            raise CommandError(error_text(exc)) from None
         self.stderr.write(f"Training job #{job.pk} queued on “{job.queue}”.")
         for warning in job.estimate.get("warnings", []):
             self.stderr.write(f"Note: {warning}")
