@@ -21,8 +21,7 @@ from accounts.services import audit_record
 from annotation import schema as schemas
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
 from curation.models import Dataset, DatasetVersion, Example, TaskType
-from curation.services import version_derive, version_require_approved
-from curation.services_redaction import engine_for_dataset
+from curation.services import engine_for_dataset, version_derive, version_require_approved
 from curation.text import quality_flags, row_hash, text_hash
 
 TASK_BATCH = 2000

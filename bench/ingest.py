@@ -271,6 +271,7 @@ def child_import(path: str, name: str, profile: bool) -> dict:
     from django.db import connection
 
     from curation import services
+    from curation.services import uploads
 
     phases: dict[str, float] = {}
 
@@ -284,7 +285,8 @@ def child_import(path: str, name: str, profile: bool) -> dict:
 
         return wrapper
 
-    # Module attributes, so the service's own calls go through the wrappers; behaviour is unchanged.
+    # Attributes of the uploads module, where dataset_import looks these names up, so the service's own calls
+    # go through the wrappers; behaviour is unchanged.
     for label, attr in (
         ("store_file", "upload_create"),
         ("read_check_copy", "_insert_examples"),
@@ -292,7 +294,7 @@ def child_import(path: str, name: str, profile: bool) -> dict:
         ("finalize", "_version_finalize"),
         ("commit", "upload_commit"),
     ):
-        setattr(services, attr, timed(label, getattr(services, attr)))
+        setattr(uploads, attr, timed(label, getattr(uploads, attr)))
 
     connection.ensure_connection()
     backend_pid = connection.connection.info.backend_pid

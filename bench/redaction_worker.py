@@ -71,7 +71,7 @@ def main() -> int:
     from accounts.services import roles_sync
     from curation import services
     from curation.models import RedactionRun
-    from curation.services_redaction import redaction_config_clean
+    from curation.services import redaction_config_clean
     from curation.tasks import redaction_run_task
     from projectsite.celery import app
 

@@ -2,7 +2,7 @@
 
 Every endpoint checks one Django permission (accounts.roles) and names it in its OpenAPI description.
 Findings carry the text of their rows, so listing them needs the reviewer's permission, like deciding.
-Writes go through curation.services_redaction; its ValidationErrors become 400 JSON answers, except a
+Writes go through curation.services.redaction; its ValidationErrors become 400 JSON answers, except a
 decision made on a stale ``revision``, which is 409 Conflict with the service's message.
 """
 
@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import REVIEW_REDACTION, VIEW_PSEUDONYMS, VIEW_REDACTION
-from curation import pii, selectors, services_redaction
+from curation import pii, selectors, services
 from curation.apis import VersionOutput, version_or_404
 from curation.forms_review import ENTITY_CHOICES, entity_label
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
@@ -159,7 +159,7 @@ class FindingOutput(serializers.ModelSerializer):
         ]
 
     def get_text(self, finding: Finding) -> str:
-        text = services_redaction.field_text(finding.example, finding.field) or ""
+        text = services.field_text(finding.example, finding.field) or ""
         return text[finding.start : finding.end]
 
     def get_entity_label(self, finding: Finding) -> str:
@@ -337,7 +337,7 @@ class RedactionRunStartApi(APIView):
         version = version_or_404(version_id)
         data = RedactionStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services_redaction.redaction_run_start(version=version, actor=request.user, config=data.validated_data)
+        run = services.redaction_run_start(version=version, actor=request.user, config=data.validated_data)
         return Response(RedactionRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -425,7 +425,7 @@ class FindingListApi(generics.ListAPIView):
         example = Example.objects.filter(pk=values.pop("example"), version=run.version).first()
         if example is None:
             raise exceptions.ValidationError({"example": ["This row is not part of the version under review."]})
-        finding = services_redaction.finding_add(run=run, example=example, actor=request.user, **values)
+        finding = services.finding_add(run=run, example=example, actor=request.user, **values)
         return Response(FindingOutput(finding).data, status=status.HTTP_201_CREATED)
 
 
@@ -449,7 +449,7 @@ class FindingDetailApi(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         try:
-            finding = services_redaction.finding_decide(
+            finding = services.finding_decide(
                 finding=finding,
                 actor=request.user,
                 status=values["status"],
@@ -486,7 +486,7 @@ class RedactionBulkDecideApi(APIView):
         run = _run_or_404(run_id)
         data = BulkDecideInput(data=request.data)
         data.is_valid(raise_exception=True)
-        changed = services_redaction.findings_bulk_decide(run=run, actor=request.user, **data.validated_data)
+        changed = services.findings_bulk_decide(run=run, actor=request.user, **data.validated_data)
         pending = run.findings.pending().count()
         return Response(BulkDecideOutput({"changed": changed, "pending": pending}).data)
 
@@ -505,7 +505,7 @@ class RedactionRunApproveApi(APIView):
         responses={201: RedactedVersionOutput, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request, run_id: int):
-        version = services_redaction.redaction_run_approve(run=_run_or_404(run_id), actor=request.user)
+        version = services.redaction_run_approve(run=_run_or_404(run_id), actor=request.user)
         return Response(RedactedVersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -523,6 +523,6 @@ class PseudonymMapApi(APIView):
     )
     def get(self, request, run_id: int):
         run = _run_or_404(run_id)
-        mapping = services_redaction.pseudonyms_read(run=run, actor=request.user)
+        mapping = services.pseudonyms_read(run=run, actor=request.user)
         entries = [{"original": key, "surrogate": value} for key, value in sorted(mapping.items())]
         return Response(PseudonymMapOutput({"run": run.pk, "entries": entries}).data)

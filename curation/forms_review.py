@@ -167,7 +167,7 @@ class RedactionStartForm(forms.Form):
         return data
 
     def config(self) -> dict:
-        """The detection configuration for services_redaction.redaction_run_start."""
+        """The detection configuration for services.redaction_run_start."""
         data = self.cleaned_data
         entities = list(data["entities"])
         return {

@@ -20,17 +20,13 @@ def redaction_run_task(self, run_id: int) -> None:
 
     A long run hands over to a fresh task on the same queue every TUNINGDESK_REDACTION_ROWS_PER_TASK rows.
     """
-    from curation.services_redaction import redaction_run_execute
-
-    redaction_run_execute(run_id=run_id, queue=(self.request.delivery_info or {}).get("routing_key"))
+    services.redaction_run_execute(run_id=run_id, queue=(self.request.delivery_info or {}).get("routing_key"))
 
 
 @shared_task
 def reap_stale_redaction_runs() -> int:
     """Periodic: re-queue detection runs whose worker stopped sending heartbeats (it died)."""
-    from curation.services_redaction import redaction_runs_stale
-
-    run_ids = redaction_runs_stale()
+    run_ids = services.redaction_runs_stale()
     for run_id in run_ids:
         redaction_run_task.delay(run_id)
     return len(run_ids)

@@ -1,7 +1,7 @@
 """HTML pages for privacy review: start detection, follow it, review the findings, approve.
 
 Views are thin: they load the object (404/403), check a form, call a service in
-curation.services_redaction and redirect. Services raise ValidationError with plain messages; they are
+curation.services.redaction and redirect. Services raise ValidationError with plain messages; they are
 shown next to the field or on top of the page.
 
 The review page works without JavaScript (every button is a form). With review.js, decisions are sent
@@ -28,7 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import REVIEW_REDACTION, VIEW_PSEUDONYMS, VIEW_REDACTION
-from curation import pii, selectors, services_redaction
+from curation import pii, selectors, services
 from curation.forms import add_service_errors
 from curation.forms_review import (
     ENTITY_CHOICES,
@@ -180,7 +180,7 @@ def redaction_start(request, version_id: int):
     form = RedactionStartForm(request.POST)
     if form.is_valid():
         try:
-            run = services_redaction.redaction_run_start(version=version, actor=request.user, config=form.config())
+            run = services.redaction_run_start(version=version, actor=request.user, config=form.config())
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
@@ -330,7 +330,7 @@ def finding_decide(request, finding_id: int):
         return _answer(request, run, example, ok=False, message=message, status=400)
     data = form.cleaned_data
     try:
-        services_redaction.finding_decide(
+        services.finding_decide(
             finding=finding,
             actor=request.user,
             status=data["status"],
@@ -369,7 +369,7 @@ def finding_add(request, run_id: int):
     if example is None:
         return _answer(request, run, None, ok=False, message="This row is not part of this review.", status=400)
     try:
-        finding = services_redaction.finding_add(
+        finding = services.finding_add(
             run=run,
             example=example,
             field=data["field"],
@@ -399,7 +399,7 @@ def findings_bulk(request, run_id: int):
         return redirect(back)
     data = form.cleaned_data
     try:
-        count = services_redaction.findings_bulk_decide(
+        count = services.findings_bulk_decide(
             run=run,
             actor=request.user,
             status=data["status"],
@@ -425,7 +425,7 @@ def findings_bulk(request, run_id: int):
 def redaction_approve(request, run_id: int):
     run = _run_or_404(run_id)
     try:
-        version = services_redaction.redaction_run_approve(run=run, actor=request.user)
+        version = services.redaction_run_approve(run=run, actor=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("curation:redaction_detail", run.pk)
@@ -444,7 +444,7 @@ def redaction_approve(request, run_id: int):
 def redaction_pseudonyms(request, run_id: int):
     """The original → made-up value map of an approved run; each opening is written to the audit log."""
     run = _run_or_404(run_id)
-    mapping = services_redaction.pseudonyms_read(run=run, actor=request.user)
+    mapping = services.pseudonyms_read(run=run, actor=request.user)
     return render(
         request,
         "curation/review_pseudonyms.html",

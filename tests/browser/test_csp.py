@@ -17,9 +17,10 @@ from django.core.files import File
 from playwright.sync_api import expect
 
 from annotation import services as annotation
-from curation import demo, services_redaction
+from curation import demo
 from curation import services as curation
 from curation.models import RedactionRun
+from curation.services import redaction as services_redaction
 from evaluation import services as evaluation
 from evaluation.models import Kpi
 

@@ -8,8 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from curation import services, services_redaction
+from curation import services
 from curation.models import DatasetVersion, DedupeRun
+from curation.services import redaction as services_redaction
 
 TICKETS = (
     "question,answer,category\n"

@@ -23,8 +23,8 @@ from playwright.sync_api import expect
 
 from annotation import services as annotation_services
 from annotation.models import Annotation, AnnotationProject, Task
-from curation import services_redaction
 from curation.models import DatasetVersion, Finding
+from curation.services import redaction as services_redaction
 from tests.curation.test_views_review import make_review
 from tests.factories import DatasetFactory, ExampleFactory, VersionFactory
 

@@ -9,9 +9,10 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from curation import demo, services_redaction
+from curation import demo
 from curation import services as curation_services
 from curation.models import DatasetVersion, RedactionRun
+from curation.services import redaction as services_redaction
 from tests.conftest import wait_for
 from training.forms import human_count
 from training.models import TrainedModel, TrainingJob

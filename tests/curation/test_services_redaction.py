@@ -11,7 +11,7 @@ from accounts.models import AuditEvent
 from curation import services
 from curation.demo import write_tickets
 from curation.models import DatasetVersion, Finding, RedactionRun
-from curation.services_redaction import (
+from curation.services.redaction import (
     finding_add,
     finding_decide,
     findings_bulk_decide,
@@ -304,7 +304,7 @@ def test_a_long_run_hands_over_to_fresh_tasks_and_finds_the_same(
 
 
 def test_a_run_handed_over_whose_message_was_lost_is_reaped(version, reviewer):
-    from curation.services_redaction import redaction_runs_stale
+    from curation.services.redaction import redaction_runs_stale
 
     run = redaction_run_start(version=version, actor=reviewer)
     RedactionRun.objects.filter(pk=run.pk).update(status=RedactionRun.Status.QUEUED, heartbeat_at=timezone.now())

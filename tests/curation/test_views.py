@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from curation import services, services_redaction
+from curation import services
 from curation.models import DatasetVersion, DedupeRun, Example, Upload
+from curation.services import redaction as services_redaction
 from tests.factories import ExampleFactory, VersionFactory
 
 PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")

@@ -12,8 +12,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from curation import services_redaction
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
+from curation.services import redaction as services_redaction
 from tests.factories import ExampleFactory, VersionFactory
 
 PERSONAS = ("curator", "annotator", "privacy_reviewer", "engineer", "manager", "admin", "outsider")

@@ -10,8 +10,8 @@ from accounts.services import roles_sync, user_create
 from annotation.demo import demo_projects_ensure
 from curation.demo import write_tickets
 from curation.models import Dataset, DatasetVersion
-from curation.services import dataset_import
-from curation.services_redaction import (
+from curation.services import (
+    dataset_import,
     findings_bulk_decide,
     redaction_run_approve,
     redaction_run_execute,

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.services import audit_record
 from curation import pii
 from curation.models import DatasetVersion, Example, Finding, RedactionRun
-from curation.services import version_create
+from curation.services.versions import version_create
 from curation.text import quality_flags, row_hash, text_hash
 from projectsite.crypto import fernet_for
 
