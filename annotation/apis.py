@@ -29,7 +29,7 @@ from accounts.roles import (
 from annotation import schema as schemas
 from annotation import selectors, services, services_label_studio
 from annotation.models import Annotation, AnnotationProject, Assignment, LabelSchema, PublishRun, Task
-from curation.apis import dataset_or_404
+from curation.apis import dataset_or_404, version_ready_or_invalid
 from curation.models import DatasetVersion
 from projectsite.api import choice_error, describe, error_responses
 from projectsite.pagination import CursorPagination, NewestFirst
@@ -391,10 +391,7 @@ class ProjectInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = dict(self.validated_data)
-        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["version"]).first()
-        if version is None:
-            raise serializers.ValidationError({"version": f"There is no ready version #{values['version']}."})
-        values["version"] = version
+        values["version"] = version_ready_or_invalid(values["version"], field="version")
         return values
 
 

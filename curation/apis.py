@@ -86,6 +86,14 @@ def version_or_404(version_id: int) -> DatasetVersion:
         raise exceptions.NotFound(f"There is no ready version #{version_id}.") from None
 
 
+def version_ready_or_invalid(version_id: int, *, field: str) -> DatasetVersion:
+    """For an input serializer's ``resolve()``: the ready version, or a 400 that names ``field``."""
+    try:
+        return selectors.version_ready_get(version_id)
+    except DatasetVersion.DoesNotExist:
+        raise serializers.ValidationError({field: f"There is no ready version #{version_id}."}) from None
+
+
 def dataset_or_404(dataset_id: int) -> Dataset:
     dataset = selectors.dataset_list_summary().filter(pk=dataset_id).first()
     if dataset is None:

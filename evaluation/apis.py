@@ -29,6 +29,7 @@ from accounts.roles import (
     VIEW_KPIS,
     VIEW_USE_CASES,
 )
+from curation.apis import version_ready_or_invalid
 from curation.models import Dataset, DatasetVersion, Split
 from evaluation import metrics as metric_lib
 from evaluation import selectors, services
@@ -119,11 +120,7 @@ class EvalRunInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = self.validated_data
-        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["dataset_version"]).first()
-        if version is None:
-            raise serializers.ValidationError(
-                {"dataset_version": f"There is no ready version #{values['dataset_version']}."}
-            )
+        version = version_ready_or_invalid(values["dataset_version"], field="dataset_version")
         judge = None
         if values.get("judge"):
             judge = ExternalEndpoint.objects.filter(name=values["judge"]).first()

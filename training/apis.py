@@ -21,7 +21,7 @@ from accounts.roles import (
     VIEW_JOBS,
     VIEW_MODELS,
 )
-from curation.models import DatasetVersion
+from curation.apis import version_ready_or_invalid
 from projectsite.api import choice_error, describe, error_responses
 from projectsite.pagination import NewestFirst
 from projectsite.permissions import HasPerm, HasPermPerMethod
@@ -272,11 +272,7 @@ class JobInput(serializers.Serializer):
 
     def resolve(self) -> dict:
         values = self.validated_data
-        version = DatasetVersion.objects.select_related("dataset").ready().filter(pk=values["dataset_version"]).first()
-        if version is None:
-            raise serializers.ValidationError(
-                {"dataset_version": f"There is no ready version #{values['dataset_version']}."}
-            )
+        version = version_ready_or_invalid(values["dataset_version"], field="dataset_version")
         base_model = BaseModel.objects.filter(name=values["base_model"]).first()
         if base_model is None:
             raise serializers.ValidationError(
