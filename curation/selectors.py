@@ -48,6 +48,12 @@ def version_ready_get(version_id: int) -> DatasetVersion:
     return with_privacy_review(DatasetVersion.objects.ready().select_related("dataset", "parent")).get(pk=version_id)
 
 
+def version_labels(version: DatasetVersion) -> list[str]:
+    """The distinct non-empty labels of a version's rows, sorted (the classes a classifier learns)."""
+    # order_by(): the model's default ordering would otherwise make DISTINCT see one row per example.
+    return sorted(set(version.examples.exclude(label="").order_by().values_list("label", flat=True).distinct()))
+
+
 def example_search(
     version: DatasetVersion, *, q: str = "", split: str = "", label: str = "", group: str = "", flag: int | None = None
 ) -> QuerySet[Example]:

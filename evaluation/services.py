@@ -28,6 +28,7 @@ from django.utils import timezone
 from accounts.roles import CHANGE_ANY_ENDPOINT
 from accounts.services import audit_record
 from curation.models import DatasetVersion, TaskType
+from curation.selectors import version_labels
 from curation.services import version_require_approved
 from evaluation import metrics as metric_lib
 from evaluation.models import (
@@ -160,12 +161,6 @@ def subject_resolve(name: str) -> TrainedModel | BaseModel | ExternalEndpoint:
     raise ValidationError({"model": f"No trained model, base model or endpoint is called “{name}”."})
 
 
-def _version_labels(version: DatasetVersion) -> list[str]:
-    from training.services import version_labels
-
-    return version_labels(version)
-
-
 def eval_run_create(
     *,
     subject: TrainedModel | BaseModel | ExternalEndpoint,
@@ -190,7 +185,7 @@ def eval_run_create(
         dataset_version=version,
         split=split,
         task=task,
-        labels=_version_labels(version) if task == TaskType.CLASSIFICATION else [],
+        labels=version_labels(version) if task == TaskType.CLASSIFICATION else [],
         judge=judge,
         rubric=rubric if judge else "",
         fairness_threshold=fairness_threshold,

@@ -27,6 +27,7 @@ from django.utils.text import slugify
 
 from accounts.services import audit_record
 from curation.models import DatasetVersion, Split, TaskType
+from curation.selectors import version_labels
 from curation.services import version_require_approved
 from training import estimate as estimates
 from training import runner
@@ -193,11 +194,6 @@ def training_config_build(*, task: str, preset: str, overrides: dict | None, lab
     if errors:
         raise ValidationError(errors)
     return config
-
-
-def version_labels(version: DatasetVersion) -> list[str]:
-    # order_by(): the model's default ordering would otherwise make DISTINCT see one row per example.
-    return sorted(set(version.examples.exclude(label="").order_by().values_list("label", flat=True).distinct()))
 
 
 def training_estimate(
