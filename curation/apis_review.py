@@ -44,7 +44,7 @@ def _run_or_404(run_id: int) -> RedactionRun:
 def _finding_or_404(finding_id: int) -> Finding:
     finding = (
         Finding.objects.select_related("run__version__dataset", "example", "decided_by")
-        .filter(pk=finding_id, run__version__status=DatasetVersion.Status.READY)
+        .filter(pk=finding_id, run__version__in=DatasetVersion.objects.ready())
         .first()
     )
     if finding is None:

@@ -241,7 +241,7 @@ def duplicate_groups_with_members(groups: list[DuplicateGroup]) -> list[tuple[Du
 
 def example_ready_get(example_id: int) -> Example:
     """One example, only if its version is ready (staged imports are invisible)."""
-    return Example.objects.get(pk=example_id, version__status=DatasetVersion.Status.READY)
+    return Example.objects.get(pk=example_id, version__in=DatasetVersion.objects.ready())
 
 
 def upload_list_for(user) -> QuerySet[Upload]:
@@ -257,7 +257,7 @@ def upload_list_for(user) -> QuerySet[Upload]:
 
 def dedupe_run_get(run_id: int) -> DedupeRun:
     return DedupeRun.objects.select_related("version", "result_version", "created_by").get(
-        pk=run_id, version__status=DatasetVersion.Status.READY
+        pk=run_id, version__in=DatasetVersion.objects.ready()
     )
 
 
@@ -267,7 +267,7 @@ def dedupe_run_get(run_id: int) -> DedupeRun:
 def redaction_run_get(run_id: int) -> RedactionRun:
     """One detection run of a ready version, with what its pages show next to it."""
     return RedactionRun.objects.select_related("version__dataset", "result_version", "created_by", "approved_by").get(
-        pk=run_id, version__status=DatasetVersion.Status.READY
+        pk=run_id, version__in=DatasetVersion.objects.ready()
     )
 
 
@@ -405,9 +405,7 @@ def privacy_queue(*, user) -> dict:
     )
     waiting_rows = list(waiting[:QUEUE_ROWS])
     runs = (
-        RedactionRun.objects.filter(
-            status__in=RedactionRun.ACTIVE_STATUSES, version__status=DatasetVersion.Status.READY
-        )
+        RedactionRun.objects.filter(status__in=RedactionRun.ACTIVE_STATUSES, version__in=DatasetVersion.objects.ready())
         .select_related("version__dataset")
         .annotate(pending=Count("findings", filter=Q(findings__status=Finding.Status.PENDING)))
         .order_by("created_at", "pk")

@@ -148,7 +148,7 @@ def version_detail(request, version_id: int):
 @permission_required(VIEW_EXAMPLES, raise_exception=True)
 def example_detail(request, example_id: int):
     example = get_object_or_404(
-        Example.objects.select_related("version__dataset"), pk=example_id, version__status=DatasetVersion.Status.READY
+        Example.objects.select_related("version__dataset"), pk=example_id, version__in=DatasetVersion.objects.ready()
     )
     return render(request, "curation/example_detail.html", {"example": example, "version": example.version})
 

@@ -321,7 +321,7 @@ def finding_decide(request, finding_id: int):
     finding = get_object_or_404(
         Finding.objects.select_related("run__version__dataset", "example"),
         pk=finding_id,
-        run__version__status=DatasetVersion.Status.READY,
+        run__version__in=DatasetVersion.objects.ready(),
     )
     run, example = finding.run, finding.example
     form = FindingDecideForm(request.POST)
