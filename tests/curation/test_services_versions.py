@@ -4,8 +4,10 @@ from collections import Counter
 import pytest
 from django.core.exceptions import ValidationError
 
+from accounts.models import AuditEvent
 from curation import services
 from curation.models import DatasetVersion, DedupeRun, Flag
+from curation.services.versions import EXAMPLE_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +68,32 @@ def test_split_is_stratified_by_label_and_reproducible(version, curator):
             assert abs(counts[(label, split)] - share * total) <= 1, (label, split, counts)
     assert (first.parent, first.operation, first.row_count) == (version, DatasetVersion.Operation.SPLIT, 123)
     assert first.operation_params == {"seed": 42, "ratios": ratios}
+
+
+def test_a_version_is_made_in_one_call_with_its_privacy_from_the_start(version, curator):
+    rows = list(version.examples.order_by("row_index").values_list(*EXAMPLE_COLUMNS))
+    made = services.version_create(
+        dataset=version.dataset,
+        parent=version,
+        operation=DatasetVersion.Operation.REDACT,
+        params={"note": "same rows"},
+        actor=curator,
+        rows=rows,
+        seed=version.split_seed,
+        ratios=version.split_ratios,
+        privacy=DatasetVersion.Privacy.APPROVED,
+    )
+    assert (made.number, made.row_count, made.content_hash) == (version.number + 1, 123, version.content_hash)
+    assert made.is_approved and made.stats["splits"] == version.stats["splits"]
+    assert list(DatasetVersion.objects.approved()) == [made]
+    assert set(DatasetVersion.objects.ready()) == {version, made}
+    # A later step that may add personal data makes its version raw at once, and the audit trail says so.
+    derived = services.version_derive(
+        parent=made, operation=DatasetVersion.Operation.ANNOTATE, params={}, actor=curator, privacy="raw"
+    )
+    assert derived.is_ready and not derived.is_approved and derived.row_count == 123
+    audited = {event.object_id: event.after["privacy"] for event in AuditEvent.objects.filter(action="version.create")}
+    assert audited == {str(version.pk): "raw", str(made.pk): "approved", str(derived.pk): "raw"}
 
 
 def test_split_ratios_must_add_up(version, curator):
