@@ -246,38 +246,42 @@ def _read_json_array(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | 
             "A .json file must hold one array of records: [{...}, {...}]. "
             "For one record per line, choose the JSON Lines format."
         )
+    splitter = _JsonArraySplitter(max_row_bytes)
     chunk = stripped[1:]
-    depth = 1
-    in_string = False
-    escape_pending = False
-    element = bytearray()
-    element_size = 0
-    too_deep = False
-    index = 0
-    finished = False
+    while chunk:
+        yield from splitter.feed(chunk)
+        if splitter.finished:
+            return
+        chunk = handle.read(_CHUNK)
+    raise FileRejected(
+        f"The JSON array is not closed: the file ends inside record {splitter.index + 1}. "
+        "The file may be cut short; upload the complete file."
+    )
 
-    def emit() -> RawRow | Problem | None:
-        nonlocal index
-        if not element_size or not bytes(element).strip():
-            return None
-        index += 1
-        if element_size > max_row_bytes:
-            return Problem(
-                index,
-                "too_long",
-                f"This record is {element_size:,} bytes; the limit is {row_limit_text(max_row_bytes)} per row.",
-                excerpt=_excerpt(bytes(element)),
-            )
-        if too_deep:
-            return Problem(
-                index, "too_deep", f"Nested more than {MAX_JSON_DEPTH} levels deep.", excerpt=_excerpt(bytes(element))
-            )
-        return _decode_json(bytes(element), index)
 
-    while chunk and not finished:
+class _JsonArraySplitter:
+    """The inside of a top-level JSON array, fed chunk by chunk, cut into records at its top-level commas.
+
+    Only the first max_row_bytes of a record are kept; the rest is counted, so a long record is reported with
+    its size instead of being held in memory. The scan state lives in locals inside feed() (the hot loop).
+    """
+
+    def __init__(self, max_row_bytes: int) -> None:
+        self.max_row_bytes = max_row_bytes
+        self.depth = 1
+        self.in_string = False
+        self.escape_pending = False  # the previous chunk ended with a backslash inside a string
+        self.element = bytearray()
+        self.element_size = 0
+        self.too_deep = False
+        self.index = 0
+        self.finished = False
+
+    def feed(self, chunk: bytes) -> Iterator[RawRow | Problem]:
+        depth, in_string = self.depth, self.in_string
         start = 0
-        skip = 0 if escape_pending else -1
-        escape_pending = False
+        skip = 0 if self.escape_pending else -1
+        self.escape_pending = False
         for match in _STRUCTURE.finditer(chunk):
             pos = match.start()
             if pos == skip:
@@ -286,8 +290,7 @@ def _read_json_array(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | 
             if in_string:
                 if char == 0x5C:
                     skip = pos + 1
-                    if skip == len(chunk):
-                        escape_pending = True
+                    self.escape_pending = skip == len(chunk)
                 elif char == 0x22:
                     in_string = False
                 continue
@@ -296,43 +299,48 @@ def _read_json_array(handle: BinaryIO, max_row_bytes: int) -> Iterator[RawRow | 
             elif char in (0x5B, 0x7B):
                 depth += 1
                 if depth > MAX_JSON_DEPTH + 1:
-                    too_deep = True
+                    self.too_deep = True
             elif char in (0x5D, 0x7D):
                 depth -= 1
-                if depth == 0:
-                    part = chunk[start:pos]
-                    element_size += len(part)
-                    if element_size <= max_row_bytes:
-                        element.extend(part)
-                    result = emit()
-                    if result is not None:
-                        yield result
-                    finished = True
-                    break
+                if depth == 0:  # the array's closing bracket
+                    self._extend(chunk[start:pos])
+                    yield from self._emit()
+                    self.finished = True
+                    return
             elif depth == 1:  # a comma between two records
-                part = chunk[start:pos]
-                element_size += len(part)
-                if element_size <= max_row_bytes:
-                    element.extend(part)
-                result = emit()
-                if result is not None:
-                    yield result
-                element.clear()
-                element_size = 0
-                too_deep = False
+                self._extend(chunk[start:pos])
+                yield from self._emit()
                 start = pos + 1
-        if finished:
-            break
-        part = chunk[start:]
-        element_size += len(part)
-        if element_size <= max_row_bytes:
-            element.extend(part)
-        chunk = handle.read(_CHUNK)
-    if not finished:
-        raise FileRejected(
-            f"The JSON array is not closed: the file ends inside record {index + 1}. "
-            "The file may be cut short; upload the complete file."
-        )
+        self.depth, self.in_string = depth, in_string
+        self._extend(chunk[start:])
+
+    def _extend(self, part: bytes) -> None:
+        self.element_size += len(part)
+        if self.element_size <= self.max_row_bytes:
+            self.element.extend(part)
+
+    def _emit(self) -> Iterator[RawRow | Problem]:
+        """The record collected so far (none if it is blank), then start the next one."""
+        element, size, too_deep = bytes(self.element), self.element_size, self.too_deep
+        self.element.clear()
+        self.element_size = 0
+        self.too_deep = False
+        if not size or not element.strip():
+            return
+        self.index += 1
+        if size > self.max_row_bytes:
+            yield Problem(
+                self.index,
+                "too_long",
+                f"This record is {size:,} bytes; the limit is {row_limit_text(self.max_row_bytes)} per row.",
+                excerpt=_excerpt(element),
+            )
+        elif too_deep:
+            yield Problem(
+                self.index, "too_deep", f"Nested more than {MAX_JSON_DEPTH} levels deep.", excerpt=_excerpt(element)
+            )
+        else:
+            yield _decode_json(element, self.index)
 
 
 def _read_delimited(binary: BinaryIO, delimiter: str, max_row_bytes: int) -> Iterator[RawRow | Problem]:
