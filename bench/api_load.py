@@ -204,6 +204,32 @@ class Stats:
 FILTERS = ({"split": "test"}, {"split": "validation"}, {"group": "enterprise"}, {"flag": "4"})
 
 
+async def _get(http, stats: Stats, target: str, params: dict | None = None) -> tuple[dict | None, float]:
+    """One GET: its JSON body (None on an error, which is counted in stats) and its time in seconds."""
+    import httpx
+
+    started = time.perf_counter()
+    try:
+        try:
+            response = await http.get(target, params=params)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # The server closed a kept-alive connection as the request went out (gunicorn does when
+            # its keep-alive timer fires while it is busy). A GET is safe to send again, and browsers
+            # and HTTP libraries do so on a fresh connection; counted, and its time included.
+            stats.retried += 1
+            response = await http.get(target, params=params)
+    except httpx.HTTPError as exc:
+        stats.requests += 1
+        stats.errors.append(f"{target}: {type(exc).__name__}")
+        return None, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    stats.requests += 1
+    if response.status_code != 200:
+        stats.errors.append(f"{target}: HTTP {response.status_code}")
+        return None, elapsed
+    return response.json(), elapsed
+
+
 async def client(number: int, base: str, token: str, info: dict, stats: Stats, deadline: float, args) -> None:
     import httpx
 
@@ -215,28 +241,6 @@ async def client(number: int, base: str, token: str, info: dict, stats: Stats, d
     # sent on a connection the server is closing fails (as a browser would quietly retry, but httpx does not).
     limits = httpx.Limits(keepalive_expiry=1.0)
     async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as http:
-
-        async def get(target: str, params: dict | None = None):
-            started = time.perf_counter()
-            try:
-                try:
-                    response = await http.get(target, params=params)
-                except (httpx.ReadError, httpx.RemoteProtocolError):
-                    # The server closed a kept-alive connection as the request went out (gunicorn does when
-                    # its keep-alive timer fires while it is busy). A GET is safe to send again, and browsers
-                    # and HTTP libraries do so on a fresh connection; counted, and its time included.
-                    stats.retried += 1
-                    response = await http.get(target, params=params)
-            except httpx.HTTPError as exc:
-                stats.requests += 1
-                stats.errors.append(f"{target}: {type(exc).__name__}")
-                return None, time.perf_counter() - started
-            elapsed = time.perf_counter() - started
-            stats.requests += 1
-            if response.status_code != 200:
-                stats.errors.append(f"{target}: HTTP {response.status_code}")
-                return None, elapsed
-            return response.json(), elapsed
 
         async def pause():
             if args.think:
@@ -254,7 +258,7 @@ async def client(number: int, base: str, token: str, info: dict, stats: Stats, d
             for _ in range(rng.randint(3, 12)):
                 if time.monotonic() >= deadline:
                     return
-                page, elapsed = await get(target, params if first else None)
+                page, elapsed = await _get(http, stats, target, params if first else None)
                 first = False
                 if page is None:
                     break
@@ -266,7 +270,7 @@ async def client(number: int, base: str, token: str, info: dict, stats: Stats, d
                 )
                 await pause()
                 for example in rng.sample(results, min(len(results), rng.randint(0, 3))):
-                    body, elapsed = await get(f"{base}/api/v1/examples/{example['id']}/")
+                    body, elapsed = await _get(http, stats, f"{base}/api/v1/examples/{example['id']}/")
                     if body is not None:
                         stats.examples.append(elapsed)
                     await pause()
