@@ -231,6 +231,10 @@ class PiiConfig:
                 raise ValueError(f"{setting} name unknown entity type(s): {', '.join(stray)}.")
         if not self.entities and not self.deny_list:
             raise ValueError("Choose at least one entity type to detect.")
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Thresholds, operators, key and the lists: each wrong value raises a ValueError that names it."""
         for name, value in {**self.thresholds, "default": self.default_threshold}.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Threshold for {name} must be between 0 and 1, not {value}.")

@@ -1102,8 +1102,16 @@ class NameGazetteerRecognizer(EntityRecognizer):
         return "first" if first else "last" if last else "other"
 
     def analyze(self, text, entities, nlp_artifacts=None):
+        results, runs = self._capitalised_runs(text)
+        results += self._list_items(text, runs)
+        results += self._speakers_and_handles(text)
+        return results
+
+    def _capitalised_runs(self, text: str) -> tuple[list[RecognizerResult], list[tuple[int, int, list[str]]]]:
+        """Names among the runs of capitalised words, and the runs themselves, as (start, end, kinds), for the
+        list rule."""
         results = []
-        runs = []  # (start, end, kinds) of capitalised runs, for the list rule
+        runs = []
         for match in _CAP_RUN.finditer(text):
             tokens = list(regex.finditer(rf"{_NAME_WORD_RE}", match.group()))
             kinds = [self._kind(token.group()) for token in tokens]
@@ -1122,26 +1130,31 @@ class NameGazetteerRecognizer(EntityRecognizer):
             if following and following.group(1).casefold() in _ORG_WORDS:
                 continue  # "Johnson Family Clinic"
             runs.append((start, end, kinds))
-            named = [kind in ("first", "last") for kind in kinds]
-            if len(tokens) >= 2 and (kinds[0] == "first" or kinds[0] == "last" and kinds[1] == "first"):
-                results.append(self._result(start, end, 0.65))
-            elif len(tokens) >= 2 and sum(named) >= 2:
-                results.append(self._result(start, end, 0.6))
-            elif (
-                len(tokens) == 1
-                and kinds[0] == "first"
-                and tokens[0].group()[1:].islower()
-                and len(tokens[0].group()) >= 3
-            ):
-                if not _at_sentence_start(text, start):
-                    results.append(self._result(start, end, 0.55))
-                elif _LOWER_WORD_AFTER.match(text, end):
-                    results.append(self._result(start, end, 0.5))  # "Felix has it", "Priyanka asked"
-            if len(tokens) <= 3 and kinds[0] in ("first", "last") and _ALONE_ON_LINE.match(text, end):
-                line_start = text.rfind("\n", 0, start) + 1
-                if not text[line_start:start].strip():
-                    results.append(self._result(start, end, 0.6))  # a signature line: "Sunita", "Elin Nyström"
-        # lists: "A, B and C" where at least two items carry a gazetteer name
+            results += self._run_results(text, start, end, [token.group() for token in tokens], kinds)
+        return results, runs
+
+    def _run_results(self, text: str, start: int, end: int, words: list[str], kinds: list[str]) -> list:
+        """One capitalised run (its words and their kinds, stop words cut off) scored as a name."""
+        results = []
+        named = [kind in ("first", "last") for kind in kinds]
+        if len(words) >= 2 and (kinds[0] == "first" or kinds[0] == "last" and kinds[1] == "first"):
+            results.append(self._result(start, end, 0.65))
+        elif len(words) >= 2 and sum(named) >= 2:
+            results.append(self._result(start, end, 0.6))
+        elif len(words) == 1 and kinds[0] == "first" and words[0][1:].islower() and len(words[0]) >= 3:
+            if not _at_sentence_start(text, start):
+                results.append(self._result(start, end, 0.55))
+            elif _LOWER_WORD_AFTER.match(text, end):
+                results.append(self._result(start, end, 0.5))  # "Felix has it", "Priyanka asked"
+        if len(words) <= 3 and kinds[0] in ("first", "last") and _ALONE_ON_LINE.match(text, end):
+            line_start = text.rfind("\n", 0, start) + 1
+            if not text[line_start:start].strip():
+                results.append(self._result(start, end, 0.6))  # a signature line: "Sunita", "Elin Nyström"
+        return results
+
+    def _list_items(self, text: str, runs: list[tuple[int, int, list[str]]]) -> list[RecognizerResult]:
+        """Lists: "A, B and C" where at least two items carry a gazetteer name."""
+        results = []
         index = 0
         while index < len(runs):
             group = [runs[index]]
@@ -1153,6 +1166,11 @@ class NameGazetteerRecognizer(EntityRecognizer):
                     if any(k in ("first", "last") for k in kinds):
                         results.append(self._result(start, end, 0.6))
             index += 1
+        return results
+
+    def _speakers_and_handles(self, text: str) -> list[RecognizerResult]:
+        """The speaker of a chat line ("Kristiina: ...", "ines: ...") and user handles made of a name."""
+        results = []
         for match in _SPEAKER.finditer(text):
             words = match.group(1).split()
             if any(self._kind(word) in ("first", "last") for word in words) and all(
