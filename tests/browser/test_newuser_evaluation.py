@@ -13,10 +13,12 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import transaction
 from playwright.sync_api import expect
 
 from evaluation import services as evaluation
 from evaluation.models import EvalRun, Prediction
+from tests.conftest import wait_for
 from tests.evaluation.openai_server import OpenAIServer
 from training.models import TrainedModel, TrainingJob
 
@@ -44,8 +46,13 @@ def _support_tickets(approved_version):
 
 
 def _evaluate(subject, version, actor) -> EvalRun:
-    run = evaluation.eval_run_create(subject=subject, version=version, actor=actor)
-    run = evaluation.eval_run_execute(run_id=run.pk)
+    created = evaluation.eval_run_create(subject=subject, version=version, actor=actor)
+    # The suite's shared worker may take the queued run first; then this call does nothing and the worker's result
+    # is awaited instead.
+    run = evaluation.eval_run_execute(run_id=created.pk)
+    if run is None:
+        wait_for(lambda: EvalRun.objects.get(pk=created.pk).status in (EvalRun.Status.SUCCEEDED, EvalRun.Status.FAILED))
+        run = EvalRun.objects.get(pk=created.pk)
     assert run.status == EvalRun.Status.SUCCEEDED, run.error
     return run
 
@@ -65,13 +72,16 @@ def _empty_adapter(version, base_model, actor) -> TrainedModel:
         artifact_prefix="x",
         sha256="0" * 64,
     )
-    run = evaluation.eval_run_create(subject=trained, version=version, actor=actor)
-    examples = list(version.examples.filter(split="test"))
-    Prediction.objects.bulk_create([Prediction(run=run, example=example, output="") for example in examples])
-    EvalRun.objects.filter(pk=run.pk).update(total=len(examples))
-    run.refresh_from_db()
-    evaluation.eval_run_score(run=run)
-    EvalRun.objects.filter(pk=run.pk).update(status="succeeded", progress=1.0, finished_at=dt.datetime.now(dt.UTC))
+    # One transaction: the run's message goes out on commit, when the run is already finished, so the suite's
+    # shared worker (if one is running) finds nothing queued to take.
+    with transaction.atomic():
+        run = evaluation.eval_run_create(subject=trained, version=version, actor=actor)
+        examples = list(version.examples.filter(split="test"))
+        Prediction.objects.bulk_create([Prediction(run=run, example=example, output="") for example in examples])
+        EvalRun.objects.filter(pk=run.pk).update(total=len(examples))
+        run.refresh_from_db()
+        evaluation.eval_run_score(run=run)
+        EvalRun.objects.filter(pk=run.pk).update(status="succeeded", progress=1.0, finished_at=dt.datetime.now(dt.UTC))
     return trained
 
 
