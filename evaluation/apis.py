@@ -795,7 +795,7 @@ class GateApi(APIView):
         trained = TrainedModel.objects.filter(name=request.query_params.get("model", "")).first()
         if trained is None:
             raise exceptions.ValidationError({"model": "Name a trained model."})
-        return Response(GateOutput(services.gate_check(use_case=use_case, candidate=trained)).data)
+        return Response(GateOutput(selectors.gate_check(use_case=use_case, candidate=trained)).data)
 
 
 class PromoteApi(APIView):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from django.db.models import F, Q, QuerySet, Sum
 from django.urls import reverse
@@ -11,6 +12,9 @@ from django.urls import reverse
 from evaluation import metrics as metric_lib
 from evaluation.models import EvalRun, Kpi, KpiImportRun, KpiObservation, Prediction, StageChange, UseCase
 from projectsite.progress import progress_read
+
+if TYPE_CHECKING:
+    from training.models import TrainedModel
 
 
 def run_list(*, status: str = "", subject: str = "") -> QuerySet[EvalRun]:
@@ -295,6 +299,124 @@ def pilot_results(pilot) -> list[dict]:
     return results
 
 
+# --- promotion gate ----------------------------------------------------------------------------------------
+
+
+def gate_check(*, use_case: UseCase, candidate: TrainedModel) -> dict:
+    """Compare the candidate with the production model (or the base model when none) under the use case's rules.
+
+    Every check has a `label` and a `reason` in plain words. A candidate whose latest evaluation on the gate's data
+    produced no text for most rows (EvalRun.is_mostly_empty) fails, whatever the rules' margins.
+    """
+    baseline_name = use_case.production.name if use_case.production_id else candidate.base_model.name
+    version = use_case.eval_version or candidate.dataset_version
+    where = f"{version.dataset.name}, version {version.number}"
+    kpis = {kpi.slug: kpi for kpi in Kpi.objects.all()}
+    checks = []
+    latest = latest_run(subject_name=candidate.name, version=version)
+    if latest is not None and latest.is_mostly_empty:
+        checks.append(
+            {
+                "name": "answers",
+                "kind": "answers",
+                "rule": "not_empty",
+                "label": "Answers with text",
+                "passed": False,
+                "reason": f"{latest.empty_outputs_text.rstrip('.')} in evaluation #{latest.pk}, so it cannot be "
+                "promoted, whatever its scores.",
+            }
+        )
+    for rule in use_case.gate or []:
+        name, kind, mode, margin = (
+            rule.get("name"),
+            rule.get("kind", "metric"),
+            rule.get("rule", "no_regress"),
+            float(rule.get("margin", 0)),
+        )
+        if kind == "kpi":
+            label = kpis[name].name if name in kpis else str(name)
+            result = kpi_comparison_pair(kpi_slug=name, baseline=baseline_name, candidate=candidate.name)
+            if result is None:
+                checks.append(
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "rule": mode,
+                        "label": label,
+                        "passed": False,
+                        "reason": f"{label} has no figures for both {candidate.name} and {baseline_name} yet: "
+                        "import them.",
+                    }
+                )
+                continue
+            candidate_value, baseline_value, higher = (
+                result["candidate"]["mean"],
+                result["baseline"]["mean"],
+                result["higher_is_better"],
+            )
+            significant = result["comparison"]["significant"]
+        else:
+            spec = metric_lib.METRICS.get(name)
+            label = spec.label if spec else str(name)
+            candidate_value = latest_metric(subject_name=candidate.name, metric=name, version=version)
+            baseline_value = latest_metric(subject_name=baseline_name, metric=name, version=version)
+            if spec is None or candidate_value is None or baseline_value is None:
+                if spec is None:
+                    reason = f"“{name}” is not a score Tuning Desk measures: change this rule of the gate."
+                elif candidate_value is None and baseline_value is None:
+                    reason = f"{label} is not measured for this model or for {baseline_name} on {where} yet: "
+                    reason += "evaluate both."
+                elif candidate_value is None:
+                    reason = f"{label} is not measured for this model on {where} yet: evaluate it."
+                else:
+                    reason = f"{label} is not measured for {baseline_name} on {where} yet: evaluate it too."
+                checks.append(
+                    {"name": name, "kind": kind, "rule": mode, "label": label, "passed": False, "reason": reason}
+                )
+                continue
+            higher, significant = spec.higher_is_better, True
+        delta = candidate_value - baseline_value
+        gain = delta if higher else -delta
+        if mode == "improve":
+            passed = gain >= margin and gain > 0 and significant
+            reason = f"must improve by at least {margin:g}" + (
+                "" if significant else " (the difference is not significant)"
+            )
+        else:
+            passed = gain >= -margin
+            reason = f"must not get worse by more than {margin:g}"
+        checks.append(
+            {
+                "name": name,
+                "kind": kind,
+                "rule": mode,
+                "label": label,
+                "candidate": candidate_value,
+                "baseline": baseline_value,
+                "delta": delta,
+                "passed": passed,
+                "reason": ("passes: " if passed else "fails: ") + reason,
+            }
+        )
+    if not checks:
+        checks.append(
+            {
+                "name": "gate",
+                "kind": "gate",
+                "rule": "defined",
+                "label": "Gate rules",
+                "passed": False,
+                "reason": "This use case has no gate rules yet; add at least one.",
+            }
+        )
+    return {
+        "passed": all(check["passed"] for check in checks),
+        "baseline": baseline_name,
+        "candidate": candidate.name,
+        "checks": checks,
+    }
+
+
 # --- home page queues ----------------------------------------------------------------------------
 
 GATE_CHECKS_ON_HOME = 5  # the newest candidates checked against their use case's gate (each check reads their runs)
@@ -305,7 +427,6 @@ def candidates_passing_gate() -> list[dict]:
 
     Only the newest few candidates are checked, so the home page's cost does not grow with the registry.
     """
-    from evaluation.services import gate_check
     from training.models import TrainedModel
 
     use_cases = list(UseCase.objects.select_related("production"))

@@ -178,7 +178,7 @@ def test_promotion_is_refused_by_the_gate_then_accepted_and_can_be_rolled_back(e
     base = evaluate(adapter.base_model, version, engineer)
     # Make the baseline clearly worse so the rule's outcome does not hang on a random tiny model.
     EvalRun.objects.filter(pk=base.pk).update(metrics={**base.metrics, "rougeL": -1.0})
-    gate = services.gate_check(use_case=use_case, candidate=adapter)
+    gate = selectors.gate_check(use_case=use_case, candidate=adapter)
     assert gate["passed"] and gate["baseline"] == adapter.base_model.name
     services.model_promote(use_case=use_case, trained=adapter, to_stage="production", actor=engineer)
     use_case.refresh_from_db()
