@@ -10,6 +10,7 @@ from django import forms
 
 from curation.models import DatasetVersion, TaskType
 from training import runner, selectors
+from training.infra import training_queues
 from training.models import BaseModel, TrainedModel, TrainingJob
 
 PRESET_HELP = {
@@ -241,8 +242,6 @@ class JobForm(forms.Form):
 
 
 def _queue_choices() -> list[tuple[str, str]]:
-    from training.services import training_queues
-
     live = selectors.workers_live()
     choices = []
     for queue in training_queues():
@@ -266,8 +265,6 @@ class JobFilterForm(forms.Form):
     mine = forms.BooleanField(label="Only jobs I launched", required=False)
 
     def __init__(self, *args, **kwargs):
-        from training.services import training_queues
-
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", "Any status"), *TrainingJob.Status.choices]
         names = selectors.base_model_list().values_list("name", flat=True)

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import DatasetVersion
+from training.infra import artifact_storage, training_queues
 from training.models import BaseModel, TrainedModel, TrainingJob, TrainingMetric, Worker
 
 
@@ -58,8 +59,6 @@ def workers_live(*, queue: str | None = None) -> list[Worker]:
 
 def queue_overview() -> list[dict]:
     """Per worker class (queue): what waits, what runs, and which live workers serve it."""
-    from training.services import training_queues
-
     waiting = dict(
         TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED).values_list("queue").annotate(n=Count("pk"))
     )
@@ -116,8 +115,6 @@ def trained_model_zip(trained: TrainedModel, *, merged: bool = False):
     closing it deletes it."""
     import tempfile
     import zipfile
-
-    from training.services import artifact_storage
 
     storage = artifact_storage()
     archive = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; the response closes it)

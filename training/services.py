@@ -19,7 +19,6 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.core.files.storage import storages
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -31,21 +30,13 @@ from curation.selectors import version_labels
 from curation.services import version_require_approved
 from training import estimate as estimates
 from training import runner
+from training.infra import artifact_storage, training_queues
 from training.models import BaseModel, JobAttempt, TrainedModel, TrainingJob, TrainingMetric, Worker
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
 PROGRESS_INTERVAL_SECONDS = 1.0
-
-
-def artifact_storage():
-    return storages["artifacts"]
-
-
-def training_queues() -> list[str]:
-    """The worker classes: one Celery queue each (setting TRAINING_QUEUES)."""
-    return list(settings.TRAINING_QUEUES)
 
 
 # ---------------------------------------------------------------------------------------------- base models

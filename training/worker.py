@@ -1,6 +1,6 @@
 """A Celery worker advertises what it has (GPUs, memory, queues) and that it is alive.
 
-Started from the worker's ``worker_ready`` signal (see projectsite/celery.py): a daemon thread in the
+Started from the worker's ``worker_ready`` signal (connected in training/apps.py): a daemon thread in the
 main worker process calls ``worker_heartbeat`` every few seconds; the worker's row goes on shutdown.
 """
 
