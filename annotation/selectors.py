@@ -200,6 +200,10 @@ def published_versions(project: AnnotationProject):
     ).order_by("-number")
 
 
+def publish_run_latest(project: AnnotationProject) -> PublishRun | None:
+    return project.publish_runs.select_related("version__dataset").first()
+
+
 def assignments_of(user):
     """An annotator's own reservations, newest first: nobody sees anyone else's."""
     return Assignment.objects.filter(annotator=user).select_related("task__project", "task__example")
