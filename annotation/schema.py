@@ -62,6 +62,45 @@ def _text(value: object, what: str, limit: int) -> str:
     return value
 
 
+def _choice_field_clean(raw: dict, name: str, writes: str) -> dict:
+    """A choice field's own keys: its options (non-empty, distinct, at most MAX_OPTIONS) and ``multiple``."""
+    options = raw.get("options")
+    if not isinstance(options, list) or not options:
+        raise SchemaError({name: "A choice field needs a list of options."})
+    cleaned = [_text(option, f"An option of “{name}”", MAX_OPTION_CHARS) for option in options]
+    if any(not option for option in cleaned):
+        raise SchemaError({name: "Options cannot be empty."})
+    if len(cleaned) > MAX_OPTIONS:
+        raise SchemaError({name: f"At most {MAX_OPTIONS} options."})
+    repeated = [option for option, n in Counter(cleaned).items() if n > 1]
+    if repeated:
+        raise SchemaError({name: f"The option “{repeated[0]}” is listed twice."})
+    multiple = bool(raw.get("multiple", False))
+    if writes == "target":
+        raise SchemaError({name: "A choice field cannot write the target text; use a free-text field."})
+    if writes == "label" and multiple:
+        raise SchemaError({name: "Only a single-choice field can write the label."})
+    return {"options": cleaned, "multiple": multiple}
+
+
+def _rating_field_clean(raw: dict, name: str, writes: str) -> dict:
+    """A rating field's own keys: its scale (2 to 10) and a rubric of descriptions by score, in score order."""
+    scale = raw.get("scale", 5)
+    if not isinstance(scale, int) or isinstance(scale, bool) or not 2 <= scale <= 10:
+        raise SchemaError({name: "The rating scale must be a whole number from 2 to 10."})
+    if writes:
+        raise SchemaError({name: "A rating is kept in the example's metadata; leave “writes” empty."})
+    rubric = raw.get("rubric") or {}
+    if not isinstance(rubric, dict):
+        raise SchemaError({name: "The rubric must map scores to descriptions."})
+    cleaned_rubric = {}
+    for score, text in rubric.items():
+        if not str(score).isdigit() or not 1 <= int(score) <= scale:
+            raise SchemaError({name: f"The rubric names score {score}, outside 1–{scale}."})
+        cleaned_rubric[str(int(score))] = _text(text, f"The rubric of “{name}”", 500)
+    return {"scale": scale, "rubric": dict(sorted(cleaned_rubric.items(), key=lambda item: int(item[0])))}
+
+
 def _field_clean(raw: object, index: int) -> dict:
     if not isinstance(raw, dict):
         raise SchemaError({"__all__": f"Field {index + 1} must be an object with a name and a kind."})
@@ -91,39 +130,9 @@ def _field_clean(raw: object, index: int) -> dict:
         if writes == "label":
             raise SchemaError({name: "A free-text field cannot write the label; use a choice field."})
     elif kind == "choice":
-        options = raw.get("options")
-        if not isinstance(options, list) or not options:
-            raise SchemaError({name: "A choice field needs a list of options."})
-        cleaned = [_text(option, f"An option of “{name}”", MAX_OPTION_CHARS) for option in options]
-        if any(not option for option in cleaned):
-            raise SchemaError({name: "Options cannot be empty."})
-        if len(cleaned) > MAX_OPTIONS:
-            raise SchemaError({name: f"At most {MAX_OPTIONS} options."})
-        repeated = [option for option, n in Counter(cleaned).items() if n > 1]
-        if repeated:
-            raise SchemaError({name: f"The option “{repeated[0]}” is listed twice."})
-        field["options"] = cleaned
-        field["multiple"] = bool(raw.get("multiple", False))
-        if writes == "target":
-            raise SchemaError({name: "A choice field cannot write the target text; use a free-text field."})
-        if writes == "label" and field["multiple"]:
-            raise SchemaError({name: "Only a single-choice field can write the label."})
+        field.update(_choice_field_clean(raw, name, writes))
     else:
-        scale = raw.get("scale", 5)
-        if not isinstance(scale, int) or isinstance(scale, bool) or not 2 <= scale <= 10:
-            raise SchemaError({name: "The rating scale must be a whole number from 2 to 10."})
-        if writes:
-            raise SchemaError({name: "A rating is kept in the example's metadata; leave “writes” empty."})
-        rubric = raw.get("rubric") or {}
-        if not isinstance(rubric, dict):
-            raise SchemaError({name: "The rubric must map scores to descriptions."})
-        cleaned_rubric = {}
-        for score, text in rubric.items():
-            if not str(score).isdigit() or not 1 <= int(score) <= scale:
-                raise SchemaError({name: f"The rubric names score {score}, outside 1–{scale}."})
-            cleaned_rubric[str(int(score))] = _text(text, f"The rubric of “{name}”", 500)
-        field["scale"] = scale
-        field["rubric"] = dict(sorted(cleaned_rubric.items(), key=lambda item: int(item[0])))
+        field.update(_rating_field_clean(raw, name, writes))
     return field
 
 
@@ -163,6 +172,42 @@ def hotkeys(schema: dict) -> dict[str, dict[str, str]]:
     return keys
 
 
+# The answer checkers below take a field's non-empty value and return (clean value, "") or (None, a sentence);
+# (None, "") leaves the field out of the answer.
+
+
+def _text_answer(field: dict, value: object, *, partial: bool) -> tuple[object, str]:
+    title = field["title"]
+    if not isinstance(value, str):
+        return None, f"“{title}” must be text."
+    if len(value) > MAX_TEXT_CHARS:
+        return None, f"“{title}” is longer than {MAX_TEXT_CHARS:,} characters."
+    if value.strip() or partial:
+        return (value if partial else value.strip()), ""
+    return None, f"“{title}” is required." if field["required"] else ""
+
+
+def _choice_answer(field: dict, value: object, *, partial: bool) -> tuple[object, str]:
+    title = field["title"]
+    chosen = value if isinstance(value, list) else [value]
+    if not all(isinstance(option, str) for option in chosen):
+        return None, f"“{title}” takes option names."
+    outside = [option for option in chosen if option not in field["options"]]
+    if outside:
+        return None, f"“{outside[0]}” is not an option of “{title}”; choose from {', '.join(field['options'])}."
+    if not field["multiple"] and len(chosen) != 1:
+        return None, f"Choose one option for “{title}”."
+    return ([option for option in field["options"] if option in chosen] if field["multiple"] else chosen[0]), ""
+
+
+def _rating_answer(field: dict, value: object, *, partial: bool) -> tuple[object, str]:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= field["scale"]:
+        return None, f"“{field['title']}” must be a whole number from 1 to {field['scale']}."
+    return value, ""
+
+
 def answer_clean(schema: dict, raw: object, *, partial: bool = False) -> dict:
     """A checked answer in canonical form. ``partial`` (drafts) allows missing fields; a label outside the schema,
     a rating off the scale or an unknown field is refused either way."""
@@ -181,39 +226,12 @@ def answer_clean(schema: dict, raw: object, *, partial: bool = False) -> dict:
             if field["required"] and not partial:
                 errors[name] = f"“{field['title']}” is required."
             continue
-        kind = field["kind"]
-        if kind == "text":
-            if not isinstance(value, str):
-                errors[name] = f"“{field['title']}” must be text."
-            elif len(value) > MAX_TEXT_CHARS:
-                errors[name] = f"“{field['title']}” is longer than {MAX_TEXT_CHARS:,} characters."
-            elif value.strip() or partial:
-                answer[name] = value if partial else value.strip()
-            elif field["required"]:
-                errors[name] = f"“{field['title']}” is required."
-        elif kind == "choice":
-            chosen = value if isinstance(value, list) else [value]
-            if not all(isinstance(option, str) for option in chosen):
-                errors[name] = f"“{field['title']}” takes option names."
-                continue
-            outside = [option for option in chosen if option not in field["options"]]
-            if outside:
-                errors[name] = (
-                    f"“{outside[0]}” is not an option of “{field['title']}”; choose from {', '.join(field['options'])}."
-                )
-            elif not field["multiple"] and len(chosen) != 1:
-                errors[name] = f"Choose one option for “{field['title']}”."
-            else:
-                answer[name] = (
-                    [option for option in field["options"] if option in chosen] if field["multiple"] else chosen[0]
-                )
-        else:
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= field["scale"]:
-                errors[name] = f"“{field['title']}” must be a whole number from 1 to {field['scale']}."
-            else:
-                answer[name] = value
+        clean = {"text": _text_answer, "choice": _choice_answer}.get(field["kind"], _rating_answer)
+        cleaned, error = clean(field, value, partial=partial)
+        if error:
+            errors[name] = error
+        elif cleaned is not None:
+            answer[name] = cleaned
     if errors:
         raise SchemaError(errors)
     return answer

@@ -214,31 +214,9 @@ def _users_by_email(emails: set[str]) -> dict[str, object]:
     return {email: users[0] for email, users in found.items() if len(users) == 1}
 
 
-def label_studio_pull(*, project: AnnotationProject, actor) -> dict:
-    """Store the answers given in Label Studio; safe to run again (unchanged answers are left alone).
-
-    Answers on tasks this project did not send, and answers that do not fit the schema (a label added in Label
-    Studio), are listed in the report and not imported. Label Studio users are matched to ours by e-mail;
-    others are kept as ``label-studio:<e-mail>``. One transaction: if Label Studio fails, nothing is written.
-    """
-    if not project.label_studio_project_id:
-        raise ValidationError("This project has not been sent to Label Studio yet; send it first.")
-    if not project.is_open:
-        raise ValidationError("This project is finished; reopen it to pull new answers from Label Studio.")
-    client = label_studio_client()
-    if client.url != project.label_studio_url.rstrip("/"):
-        client.close()
-        raise ValidationError(
-            f"This project was sent to Label Studio at {project.label_studio_url}, but the connection now points "
-            f"at {client.url}; set the connection back to pull its answers."
-        )
-    with client:
-        try:
-            exported = client.export(project.label_studio_project_id)
-            ls_users = client.users()
-        except ls.LabelStudioUnavailable as exc:
-            raise ValidationError(exc.message) from None
-
+def _latest_answers(project: AnnotationProject, exported: list[dict], ls_users: dict) -> tuple[dict, list, list, int]:
+    """From Label Studio's export: each (task, annotator)'s latest answer that fits the schema, the Label Studio
+    tasks with answers that this project did not send, the answers that do not fit, and how many were cancelled."""
     tasks = {task.pk: task for task in project.tasks.all()}
     unknown_tasks: list[int] = []
     invalid: list[dict] = []
@@ -264,6 +242,35 @@ def label_studio_pull(*, project: AnnotationProject, actor) -> dict:
             user_id, email = _completed_by(annotation)
             email = email or ls_users.get(user_id, "")
             latest[(task.pk, email.lower() or user_id)] = (task, annotation, answer, user_id, email)
+    return latest, unknown_tasks, invalid, skipped
+
+
+def label_studio_pull(*, project: AnnotationProject, actor) -> dict:
+    """Store the answers given in Label Studio; safe to run again (unchanged answers are left alone).
+
+    Answers on tasks this project did not send, and answers that do not fit the schema (a label added in Label
+    Studio), are listed in the report and not imported. Label Studio users are matched to ours by e-mail;
+    others are kept as ``label-studio:<e-mail>``. One transaction: if Label Studio fails, nothing is written.
+    """
+    if not project.label_studio_project_id:
+        raise ValidationError("This project has not been sent to Label Studio yet; send it first.")
+    if not project.is_open:
+        raise ValidationError("This project is finished; reopen it to pull new answers from Label Studio.")
+    client = label_studio_client()
+    if client.url != project.label_studio_url.rstrip("/"):
+        client.close()
+        raise ValidationError(
+            f"This project was sent to Label Studio at {project.label_studio_url}, but the connection now points "
+            f"at {client.url}; set the connection back to pull its answers."
+        )
+    with client:
+        try:
+            exported = client.export(project.label_studio_project_id)
+            ls_users = client.users()
+        except ls.LabelStudioUnavailable as exc:
+            raise ValidationError(exc.message) from None
+
+    latest, unknown_tasks, invalid, skipped = _latest_answers(project, exported, ls_users)
 
     users = _users_by_email({entry[4] for entry in latest.values()})
     counts = {"imported": 0, "updated": 0, "unchanged": 0}
