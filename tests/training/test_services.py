@@ -15,6 +15,7 @@ from django.core.files.storage import storages
 from accounts.models import AuditEvent
 from curation.models import DatasetVersion
 from training import broker, selectors, services
+from training.services import jobs as job_services
 from training.models import JobAttempt, TrainedModel, TrainingJob, TrainingMetric
 from training.tasks import training_job_run
 
@@ -169,7 +170,7 @@ def test_a_job_trains_registers_its_adapter_and_records_its_curves(engineer, tin
     with storage.open(f"{trained.artifact_prefix}/adapter_config.json") as handle:
         assert json.load(handle)["r"] == job.config["lora_r"]
     # Checkpoints are only for resuming: gone once the adapter is stored.
-    assert services._checkpoint_steps(storage, job.artifact_prefix) == []
+    assert job_services._checkpoint_steps(storage, job.artifact_prefix) == []
 
     import zipfile
 
@@ -214,7 +215,7 @@ def test_cancel_during_a_checkpoint_save_keeps_the_checkpoint_and_retry_resumes(
     engineer, tiny_base_model, approved_version, monkeypatch
 ):
     job = launch(approved_version(), tiny_base_model, engineer, max_steps=9, checkpoint_every=3)
-    original = services._JobReporter.checkpoint
+    original = job_services._JobReporter.checkpoint
 
     def checkpoint_then_cancel(self, path, step):
         # The person presses Cancel while the first checkpoint is being copied.
@@ -222,14 +223,14 @@ def test_cancel_during_a_checkpoint_save_keeps_the_checkpoint_and_retry_resumes(
         self.cancel.set()
         original(self, path, step)
 
-    monkeypatch.setattr(services._JobReporter, "checkpoint", checkpoint_then_cancel)
+    monkeypatch.setattr(job_services._JobReporter, "checkpoint", checkpoint_then_cancel)
     job = services.training_job_execute(job_id=job.pk, worker="test@here")
     assert job.status == TrainingJob.Status.CANCELLED
     assert job.last_checkpoint_step == 3
-    assert services._checkpoint_steps(storages["artifacts"], job.artifact_prefix) == [3]
+    assert job_services._checkpoint_steps(storages["artifacts"], job.artifact_prefix) == [3]
     assert not TrainedModel.objects.filter(job=job).exists()
 
-    monkeypatch.setattr(services._JobReporter, "checkpoint", original)
+    monkeypatch.setattr(job_services._JobReporter, "checkpoint", original)
     services.training_job_retry(job=job, actor=engineer)
     job = services.training_job_execute(job_id=job.pk, worker="test@here")
     assert job.status == TrainingJob.Status.SUCCEEDED and job.step == 9
@@ -243,7 +244,7 @@ def test_a_checkpoint_the_job_record_never_heard_of_is_discarded_so_the_curve_ha
 ):
     """A worker killed after saving checkpoint 6 to its disk but before writing the row (and the curve since step 3)."""
     job = launch(approved_version(), tiny_base_model, engineer, max_steps=9, checkpoint_every=3)
-    original = services._JobReporter.checkpoint
+    original = job_services._JobReporter.checkpoint
     kept = tmp_path / "checkpoint-6"
 
     def dies_before_recording(self, path, step):
@@ -253,7 +254,7 @@ def test_a_checkpoint_the_job_record_never_heard_of_is_discarded_so_the_curve_ha
         services.training_job_cancel(job=TrainingJob.objects.get(pk=self.job_id), actor=engineer)
         self.cancel.set()
 
-    monkeypatch.setattr(services._JobReporter, "checkpoint", dies_before_recording)
+    monkeypatch.setattr(job_services._JobReporter, "checkpoint", dies_before_recording)
     job = services.training_job_execute(job_id=job.pk, worker="test@here")
     assert job.last_checkpoint_step == 3
     TrainingMetric.objects.filter(job=job, step__gt=3).delete()  # the curve points that were never written
@@ -261,7 +262,7 @@ def test_a_checkpoint_the_job_record_never_heard_of_is_discarded_so_the_curve_ha
     local.mkdir(parents=True, exist_ok=True)
     shutil.copytree(kept, local / "checkpoint-6")
 
-    monkeypatch.setattr(services._JobReporter, "checkpoint", original)
+    monkeypatch.setattr(job_services._JobReporter, "checkpoint", original)
     services.training_job_retry(job=job, actor=engineer)
     job = services.training_job_execute(job_id=job.pk, worker="test@here")
     assert job.status == TrainingJob.Status.SUCCEEDED, job.error
