@@ -62,7 +62,9 @@ class BareLoop:
         from peft import LoraConfig, TaskType, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from training.runner import _LLAMA_LIKE_TARGETS, _lr_factor, collate, encode_rows
+        from training.runner import collate, encode_rows
+        from training.runner.loop import _lr_factor
+        from training.runner.model import _LLAMA_LIKE_TARGETS
 
         self.device = device
         torch.manual_seed(config.seed)

@@ -19,29 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import perplexity
-from training.runner import IGNORE_INDEX, TrainConfig, TrainingError, collate, encode_rows, inspect_model
+from training.runner.config import TrainConfig
+from training.runner.data import IGNORE_INDEX, collate, encode_rows
+from training.runner.errors import ActionableError, TrainingError
+from training.runner.model import inspect_model
 
 ADAPTER_SETTINGS_FILE = "training_config.json"  # written next to the adapter by training.runner
 
 
-class InferenceError(Exception):
+class InferenceError(ActionableError):
     """A failure a person can act on: `code` for the program, `message` and `hint` in plain words.
 
     Codes: model_missing, model_corrupt, adapter_missing, adapter_corrupt, task_unsupported, labels, config,
-    out_of_memory.
+    out_of_memory. It shares its base with training.runner's TrainingError but is not one: a caller that catches
+    TrainingError does not catch a failed prediction by mistake.
     """
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
 class PredictionCancelled(Exception):

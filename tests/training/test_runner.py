@@ -26,6 +26,7 @@ from training.runner import (
     qlora_available,
     train,
 )
+from training.runner.loop import _lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,7 +273,7 @@ def test_held_out_rows_are_seeded_and_never_all():
 
 
 def test_learning_rate_schedules():
-    factor = runner._lr_factor
+    factor = _lr_factor
     assert [factor(s, kind="linear", warmup=2, total=10) for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
     assert factor(5, kind="constant", warmup=0, total=10) == 1.0
     assert factor(0, kind="cosine", warmup=0, total=10) == 1.0
