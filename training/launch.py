@@ -65,46 +65,63 @@ def train_distributed(
                 return
 
     threading.Thread(target=watch_cancel, daemon=True).start()
-    result: TrainResult | None = None
-    error: TrainingError | None = None
+    events = _Events(on_progress=on_progress, on_log=on_log, on_checkpoint=on_checkpoint)
     try:
         for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                if on_log:
-                    on_log(line.strip()[:500])
-                continue
-            kind = event.pop("event", "")
-            if kind == "progress" and on_progress:
-                on_progress(Progress(**event))
-            elif kind == "log" and on_log:
-                on_log(event.get("message", ""))
-            elif kind == "checkpoint" and on_checkpoint:
-                on_checkpoint(Path(event["path"]), int(event["step"]))
-            elif kind == "error":
-                error = TrainingError(event.get("code", "internal"), event.get("message", ""), event.get("hint", ""))
-            elif kind == "result":
-                result = TrainResult(
-                    status=event["status"],
-                    adapter_dir=Path(event["adapter_dir"]) if event.get("adapter_dir") else None,
-                    metrics=event.get("metrics", {}),
-                    hardware=event.get("hardware", {}),
-                    resumed_from_step=event.get("resumed_from_step", 0),
-                )
+            events.feed(line)
     except BaseException:
         stop_group()
         raise
     finally:
         stop.set()
         code = proc.wait()
-    if error is not None:
-        raise error
-    if result is None:
+    if events.error is not None:
+        raise events.error
+    if events.result is None:
         tail = stderr_path.read_text(errors="replace")[-1500:]
         raise TrainingError(
             "internal",
             f"The {processes} training processes stopped without a result (exit status {code}).",
             f"Their last words: {tail.strip() or 'none'}",
         )
-    return result
+    return events.result
+
+
+class _Events:
+    """Turns the JSON lines the main process prints back into the callbacks; keeps its error or result."""
+
+    def __init__(
+        self,
+        *,
+        on_progress: Callable[[Progress], None] | None,
+        on_log: Callable[[str], None] | None,
+        on_checkpoint: Callable[[Path, int], None] | None,
+    ) -> None:
+        self.on_progress, self.on_log, self.on_checkpoint = on_progress, on_log, on_checkpoint
+        self.result: TrainResult | None = None
+        self.error: TrainingError | None = None
+
+    def feed(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            if self.on_log:
+                self.on_log(line.strip()[:500])
+            return
+        kind = event.pop("event", "")
+        if kind == "progress" and self.on_progress:
+            self.on_progress(Progress(**event))
+        elif kind == "log" and self.on_log:
+            self.on_log(event.get("message", ""))
+        elif kind == "checkpoint" and self.on_checkpoint:
+            self.on_checkpoint(Path(event["path"]), int(event["step"]))
+        elif kind == "error":
+            self.error = TrainingError(event.get("code", "internal"), event.get("message", ""), event.get("hint", ""))
+        elif kind == "result":
+            self.result = TrainResult(
+                status=event["status"],
+                adapter_dir=Path(event["adapter_dir"]) if event.get("adapter_dir") else None,
+                metrics=event.get("metrics", {}),
+                hardware=event.get("hardware", {}),
+                resumed_from_step=event.get("resumed_from_step", 0),
+            )

@@ -539,7 +539,7 @@ class _Run:
 
         config = self.config
         on_progress, should_cancel = self.callbacks[0], self.callbacks[1]
-        model, optimizer, scheduler, scaler = self.model, self.optimizer, self.scheduler, self.scaler
+        model, scaler = self.model, self.scaler
         params = [p for p in self.peft_model.parameters() if p.requires_grad]
         accum, world, rank = config.grad_accum, self.dist.world_size, self.dist.rank
         pad_id = self.tokenizer.pad_token_id
@@ -576,16 +576,7 @@ class _Run:
                         loss.backward()
                 pending += loss.detach()
             self.micro += accum * world
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer_step(params)
             self.step += 1
             pending_steps += 1
             checkpoint_due = config.checkpoint_every > 0 and self.step % config.checkpoint_every == 0
@@ -614,6 +605,22 @@ class _Run:
                 return False
         self.loss_sum_total = self.loss_sum_before + float(total_loss)
         return True
+
+    def optimizer_step(self, params: list[Any]) -> None:
+        """Clip the accumulated gradients, step the optimizer (through the fp16 scaler if any) and the schedule."""
+        import torch
+
+        optimizer, scaler = self.optimizer, self.scaler
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def cancel_requested(self, device: Any) -> bool:
         should_cancel = self.callbacks[1]
@@ -717,22 +724,8 @@ def _execute(run: _Run, *, base_model: str, train_file: Path, eval_file: Path | 
     config = run.config
     started = time.perf_counter()
     device, precision = run.resolve_device()
-    info = inspect_model(base_model)
-    if config.task not in info.task_types:
-        can = " and ".join(info.task_types) or "neither task"
-        raise TrainingError(
-            "task_unsupported",
-            f"The model {info.architecture} cannot be trained for {config.task}; it supports {can}.",
-            "Choose a causal language model (e.g. Llama) for sft, or an encoder (e.g. BERT, MiniLM) for "
-            "classification.",
-        )
-    rows = load_rows(train_file, config)
-    if eval_file is not None:
-        train_rows, eval_rows = rows, load_rows(eval_file, config)
-    else:
-        train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
-    if not train_rows:
-        raise TrainingError("data", "The training data has no rows.", "Choose a dataset version with examples.")
+    info = _trainable_model(base_model, config)
+    train_rows, eval_rows = _train_eval_rows(config, train_file, eval_file)
     _seed_everything(config.seed)
     run.progress("loading")
     run.load_model(base_model, info, device, precision)
@@ -824,6 +817,30 @@ def _execute(run: _Run, *, base_model: str, train_file: Path, eval_file: Path | 
         hardware=hardware,
         resumed_from_step=run.resumed_from,
     )
+
+
+def _trainable_model(base_model: str, config: TrainConfig) -> ModelInfo:
+    info = inspect_model(base_model)
+    if config.task not in info.task_types:
+        can = " and ".join(info.task_types) or "neither task"
+        raise TrainingError(
+            "task_unsupported",
+            f"The model {info.architecture} cannot be trained for {config.task}; it supports {can}.",
+            "Choose a causal language model (e.g. Llama) for sft, or an encoder (e.g. BERT, MiniLM) for "
+            "classification.",
+        )
+    return info
+
+
+def _train_eval_rows(config: TrainConfig, train_file: Path, eval_file: Path | None) -> tuple[list[dict], list[dict]]:
+    rows = load_rows(train_file, config)
+    if eval_file is not None:
+        train_rows, eval_rows = rows, load_rows(eval_file, config)
+    else:
+        train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
+    if not train_rows:
+        raise TrainingError("data", "The training data has no rows.", "Choose a dataset version with examples.")
+    return train_rows, eval_rows
 
 
 def _hardware(device: Any, precision: str, world: int) -> dict:
