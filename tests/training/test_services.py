@@ -15,8 +15,8 @@ from django.core.files.storage import storages
 from accounts.models import AuditEvent
 from curation.models import DatasetVersion
 from training import broker, selectors, services
-from training.services import jobs as job_services
 from training.models import JobAttempt, TrainedModel, TrainingJob, TrainingMetric
+from training.services import jobs as job_services
 from training.tasks import training_job_run
 
 FAST = {"max_steps": 6, "batch_size": 2, "max_seq_length": 64, "checkpoint_every": 3, "learning_rate": 0.001}
