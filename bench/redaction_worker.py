@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,15 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import ingest  # noqa: E402
+
 QUEUE = "bench-redaction"
-
-
-def _database(name: str) -> str:
-    subprocess.run(
-        ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {name}"], check=True
-    )
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {name}"], check=True)
-    return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
 def main() -> int:
@@ -52,20 +45,12 @@ def main() -> int:
     parser.add_argument("--database", default="tuningdesk_bench_redaction_worker")
     args = parser.parse_args()
 
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="projectsite.settings",
-        DATABASE_URL=_database(args.database),
-        TUNINGDESK_VAR_DIR=str(ROOT / "var" / "bench-redaction-worker"),
-        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"),
-        DEBUG="1",
-        TUNINGDESK_REDACTION_ROWS_PER_TASK=str(args.rows_per_task),
-    )
-    import django
-
-    django.setup()
+    # Prints the machine, empties and migrates the bench database, sets Django up on it; the worker inherits the
+    # environment, with the hand-over size below.
+    ingest.django_in_fresh_database(f"postgres://postgres@127.0.0.1:5432/{args.database}")
+    os.environ["TUNINGDESK_REDACTION_ROWS_PER_TASK"] = str(args.rows_per_task)
     import psutil
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from redaction import TicketStream
 
     from accounts.services import roles_sync
@@ -75,11 +60,8 @@ def main() -> int:
     from curation.tasks import redaction_run_task
     from projectsite.celery import app
 
-    call_command("migrate", verbosity=0)
     roles_sync()
     curator = get_user_model().objects.create_user("bench-curator")
-    machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"rows: {args.rows}; rows per task: {args.rows_per_task}; --max-memory-per-child: {args.max_memory_mb} MB")
 
     with tempfile.TemporaryDirectory() as tmp:

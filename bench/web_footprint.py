@@ -26,20 +26,16 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import ingest  # noqa: E402
+
 LIBRARIES = ("torch", "transformers", "spacy", "thinc", "presidio_analyzer", "peft", "accelerate", "tokenizers")
-
-
-def _database(name: str) -> str:
-    for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
-        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True)
-    return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
 def _seed(env: dict) -> None:
     script = (
         "import django; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', verbosity=0)\n"
         "from accounts.services import roles_sync; roles_sync()\n"
         "from django.contrib.auth import get_user_model\n"
         "from django.contrib.auth.models import Group\n"
@@ -131,11 +127,10 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--database", default="tuningdesk_bench_web")
     args = parser.parse_args()
+    database_url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
+    ingest.database_fresh(database_url)  # emptied and migrated
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "projectsite.settings",
-        "DATABASE_URL": _database(args.database),
-        "TUNINGDESK_VAR_DIR": str(ROOT / "var" / "bench-web"),
+        **ingest.bench_env(database_url),
         "SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
