@@ -32,16 +32,19 @@ def _mentioned(value: str, text: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text) is not None
 
 
+MAPPING = {"input": "customer_message", "target": "agent_reply"}
+
+
+def _tickets(folder, *, name: str, actor, count: int, seed: int, mapping: dict = MAPPING):
+    """A ready version of ``count`` synthetic tickets, imported as a curator would."""
+    path = write_tickets(folder / f"{name}.jsonl", count=count, seed=seed)
+    return services.dataset_import(path=path, dataset_name=name, actor=actor, mapping=mapping).version
+
+
 @pytest.fixture
 def version(curator, tmp_path):
-    path = write_tickets(tmp_path / "tickets.jsonl", count=24, seed=3)
-    upload = services.dataset_import(
-        path=path,
-        dataset_name="Tickets",
-        actor=curator,
-        mapping={"input": "customer_message", "target": "agent_reply", "label": "category", "group": "segment"},
-    )
-    return upload.version
+    mapping = {**MAPPING, "label": "category", "group": "segment"}
+    return _tickets(tmp_path, name="Tickets", actor=curator, count=24, seed=3, mapping=mapping)
 
 
 @pytest.fixture
@@ -246,13 +249,7 @@ def test_detection_runs_on_a_real_worker(transactional_db, celery_worker_proc, m
 
     curator = make_user("curator")
     reviewer = make_user("privacy_reviewer", username="rev")
-    path = write_tickets(tmp_path / "t.jsonl", count=5, seed=9)
-    version = services.dataset_import(
-        path=path,
-        dataset_name="Worker tickets",
-        actor=curator,
-        mapping={"input": "customer_message", "target": "agent_reply"},
-    ).version
+    version = _tickets(tmp_path, name="Worker tickets", actor=curator, count=5, seed=9)
     run = redaction_run_start(version=version, actor=reviewer)
 
     def finished():
@@ -271,13 +268,8 @@ def test_a_long_run_hands_over_to_fresh_tasks_and_finds_the_same(
     from curation.tasks import redaction_run_task
 
     # The same rows in a second version, detected in one go, give the findings to expect.
-    path = write_tickets(tmp_path / "again.jsonl", count=24, seed=3)
-    twin = services.dataset_import(
-        path=path,
-        dataset_name="Tickets again",
-        actor=curator,
-        mapping={"input": "customer_message", "target": "agent_reply", "label": "category", "group": "segment"},
-    ).version
+    mapping = {**MAPPING, "label": "category", "group": "segment"}
+    twin = _tickets(tmp_path, name="Tickets again", actor=curator, count=24, seed=3, mapping=mapping)
     whole = redaction_run_start(version=twin, actor=reviewer)
     redaction_run_execute(run_id=whole.pk)
     expected = set(whole.findings.values_list("example__row_index", "field", "start", "end", "entity_type"))
@@ -317,21 +309,13 @@ def test_a_run_handed_over_whose_message_was_lost_is_reaped(version, reviewer):
 def test_a_worker_recycled_by_memory_limit_finishes_a_long_run(transactional_db, make_user, tmp_path):
     """A real worker with --max-memory-per-child replaces its pool process after every task (limit 1 KB);
     a run of 10 rows handed over every 4 rows still finishes, in three processes."""
-    import re as regex
-
     from curation.tasks import redaction_run_task
     from tests.conftest import wait_for
     from tests.training.test_recovery import WorkerProcess
 
     curator = make_user("curator")
     reviewer = make_user("privacy_reviewer", username="rev")
-    path = write_tickets(tmp_path / "t.jsonl", count=10, seed=11)
-    version = services.dataset_import(
-        path=path,
-        dataset_name="Recycled",
-        actor=curator,
-        mapping={"input": "customer_message", "target": "agent_reply"},
-    ).version
+    version = _tickets(tmp_path, name="Recycled", actor=curator, count=10, seed=11)
     worker = WorkerProcess(
         "redaction-recycle", "recycle", args=("--max-memory-per-child", "1"), TUNINGDESK_REDACTION_ROWS_PER_TASK="4"
     )
@@ -349,7 +333,7 @@ def test_a_worker_recycled_by_memory_limit_finishes_a_long_run(transactional_db,
         assert run.status == RedactionRun.Status.REVIEW, run.error
         assert run.processed == 10 and run.findings.exists()
         done = [line for line in worker.lines if "redaction_run_task" in line and "succeeded" in line]
-        processes = {regex.search(r"/(\S+?)\]", line).group(1) for line in done}
+        processes = {re.search(r"/(\S+?)\]", line).group(1) for line in done}
         assert len(done) == 3 and len(processes) == 3, "".join(worker.lines[-40:])
     finally:
         worker.stop()
