@@ -92,6 +92,24 @@
     saveStatus.classList.toggle("is-error", Boolean(isError));
   };
 
+  // POST a form's fields; resolves to {status, data} when the server answers JSON, else fails with "HTTP <status>".
+  var postForm = function (url, body) {
+    return fetch(url, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    }).then(function (response) {
+      var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+      if (!json) { throw new Error("HTTP " + response.status); }
+      return response.json().then(function (data) { return { status: response.status, data: data }; });
+    });
+  };
+
+  var failure = function (error) {
+    return /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
+  };
+
   var save = function () {
     pending = null;
     if (submitting) { return; }
@@ -104,17 +122,7 @@
     setSaved("Saving…", false);
     var sentFrom = form; // after a submit, the page holds another example: this answer is no longer about it
     var body = new FormData(form);
-    fetch(form.dataset.draftUrl, {
-      method: "POST",
-      body: body,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    })
-      .then(function (response) {
-        var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
-        if (!json) { throw new Error("HTTP " + response.status); }
-        return response.json().then(function (data) { return { status: response.status, data: data }; });
-      })
+    postForm(form.dataset.draftUrl, body)
       .then(function (answer) {
         var data = answer.data;
         if (form !== sentFrom) { return; }
@@ -135,9 +143,8 @@
       })
       .catch(function (error) {
         if (form !== sentFrom) { return; }
-        var why = /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
         setSaved("Not saved", true);
-        say("The draft was not saved: " + why + ". Your answer is still on this page.", true);
+        say("The draft was not saved: " + failure(error) + ". Your answer is still on this page.", true);
       })
       .then(function () {
         inFlight = false;
@@ -166,18 +173,9 @@
     var buttons = form.querySelectorAll("button");
     buttons.forEach(function (button) { button.disabled = true; });
     say("Sending your answer…", false);
-    return fetch(form.action, {
-      method: "POST",
-      body: body,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    })
-      .then(function (response) {
-        var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
-        if (!json) { throw new Error("HTTP " + response.status); }
-        return response.json();
-      })
-      .then(function (data) {
+    return postForm(form.action, body)
+      .then(function (answer) {
+        var data = answer.data;
         if (data.redirect) {
           window.location.assign(data.redirect);
           return;
@@ -192,10 +190,9 @@
         window.scrollTo(0, 0);
       })
       .catch(function (error) {
-        var why = /^HTTP/.test(error.message) ? "the server answered " + error.message : "the server could not be reached";
         buttons.forEach(function (button) { button.disabled = false; });
         submitting = false;
-        say("Your answer was not sent: " + why + ". It is still on this page; try again.", true);
+        say("Your answer was not sent: " + failure(error) + ". It is still on this page; try again.", true);
       });
   };
 
