@@ -3,10 +3,12 @@
 These tests must run wherever the suite runs: a missing browser is a failure with a clear message, not a skip.
 """
 
+import re
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -19,6 +21,16 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+PASSWORD = "pw-for-tests-123"  # every user from tests.factories.UserFactory has it
+
+
+def log_in(page, username: str) -> None:
+    """Sign in through the login form and wait for the home page's greeting."""
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from annotation.models import Annotation, AnnotationProject, Assignment, Task
 from curation.models import DatasetVersion
-from tests.browser.conftest import SCREENSHOTS
+from tests.browser.conftest import SCREENSHOTS, log_in
 from tests.factories import DatasetFactory, ExampleFactory, VersionFactory
 
 EVIL_LABEL = "<img src=x onerror=alert('label')>"
@@ -49,14 +49,6 @@ SCHEMA = {
 }
 
 
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
-
-
 class Browsers:
     """One browser context (own cookies: own person) per name; JavaScript errors and dialogs are collected."""
 
@@ -79,7 +71,7 @@ class Browsers:
             dialog.dismiss()
 
         page.on("dialog", on_dialog)
-        _log_in(page, username)
+        log_in(page, username)
         return page
 
     def shot(self, page, name: str) -> None:

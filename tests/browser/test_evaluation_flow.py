@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from curation.models import DatasetVersion
 from evaluation import services as evaluation
 from evaluation.models import EvalRun, Kpi, KpiObservation, StageChange, UseCase
+from tests.browser.conftest import log_in
 from tests.conftest import wait_for
 from training import services as training
 from training.models import TrainedModel, TrainingJob
@@ -83,14 +84,6 @@ def _gate(csat_margin: float) -> list[dict]:
     ]
 
 
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
-
-
 @pytest.mark.browser
 def test_manager_reads_results_engineer_compares_and_promotes_through_the_gate(
     transactional_db, live_server, make_user, approved_version, tiny_base_model, page, screenshots
@@ -121,7 +114,7 @@ def test_manager_reads_results_engineer_compares_and_promotes_through_the_gate(
     )
 
     # The manager: both KPIs, a line chart and an interval chart each, and the table in words.
-    _log_in(page, "mia")
+    log_in(page, "mia")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Business results")).to_be_visible()
     expect(page.locator('figure.eval-chart[data-rendered="true"]')).to_have_count(4)
@@ -146,7 +139,7 @@ def test_manager_reads_results_engineer_compares_and_promotes_through_the_gate(
     page.get_by_role("button", name="Log out").click()
 
     # The engineer imports a week with a mistake: the report names the line and column, and nothing is imported.
-    _log_in(page, "erin")
+    log_in(page, "erin")
     page.goto("/evaluation/")
     page.get_by_role("link", name="Import KPI figures").click()
     page.get_by_label("Or paste the rows").fill(

@@ -18,20 +18,13 @@ from playwright.sync_api import expect
 
 from evaluation import services as evaluation
 from evaluation.models import EvalRun, Prediction
+from tests.browser.conftest import log_in
 from tests.conftest import wait_for
 from tests.evaluation.openai_server import OpenAIServer
 from training.models import TrainedModel, TrainingJob
 
 PASSWORD = "pw-for-tests-123"
 CATEGORIES = ("category-login", "category-billing")
-
-
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
 
 
 def _support_tickets(approved_version):
@@ -109,7 +102,7 @@ def test_new_engineer_reads_references_empty_answers_comparison_and_gate_at_1366
         gate=[{"kind": "metric", "name": "rougeL", "rule": "no_regress", "margin": 1.0}],  # lenient
         actor=engineer,
     )
-    _log_in(page, "erin")
+    log_in(page, "erin")
 
     # 1. The reference beside each answer is the expected answer that was scored, not the category.
     page.goto(f"/evaluation/runs/{base_run.pk}/")

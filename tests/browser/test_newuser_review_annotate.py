@@ -25,18 +25,11 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, AnnotationProject, Task
 from curation.models import DatasetVersion, Finding
 from curation.services import redaction as services_redaction
+from tests.browser.conftest import log_in
 from tests.curation.test_views_review import make_review
 from tests.factories import DatasetFactory, ExampleFactory, VersionFactory
 
 PREFIX = "newuser-ra-"
-
-
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
 
 
 def _say_yes(page) -> None:
@@ -73,7 +66,7 @@ def test_privacy_review_speaks_one_vocabulary_and_a_names_email_follows_its_pseu
     person, email, phone = (
         Finding.objects.get(run=run, entity_type=kind) for kind in ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER")
     )
-    _log_in(page, "priya")
+    log_in(page, "priya")
     page.goto(reverse("curation:redaction_review", args=[run.pk]))
     page.wait_for_load_state("load")
 
@@ -161,7 +154,7 @@ def test_annotator_edits_at_the_end_submits_without_a_page_load_and_the_time_is_
     shot = screenshots(PREFIX + "annotate-")
     project = _project(make_user)
     make_user("annotator", username="alex")
-    _log_in(page, "alex")
+    log_in(page, "alex")
     page.goto(reverse("annotation:label", args=[project.pk]))
     page.get_by_role("button", name=re.compile("Get the next example")).click()
     expect(page.locator("h1")).to_contain_text("Example 1")
@@ -235,7 +228,7 @@ def test_reviewer_can_undo_using_an_answer_and_is_told_when_someone_settled_firs
     task = _disagreement(project, make_user)
     make_user("annotation_reviewer", username="rhea")
     other = make_user("annotation_reviewer", username="rob")
-    _log_in(page, "rhea")
+    log_in(page, "rhea")
 
     # "Use blair's answer": done, and the next page offers to take it back.
     page.goto(reverse("annotation:task_detail", args=[task.pk]))

@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
+from tests.browser.conftest import log_in
 from tests.conftest import wait_for
 from training import services as training
 from training.models import TrainedModel, TrainingJob
@@ -29,11 +30,7 @@ def _urls_loaded():
 
 def _log_in(page, username: str) -> None:
     page.set_viewport_size({"width": 1366, "height": 900})
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
+    log_in(page, username)
 
 
 def _named_version(approved_version, name: str):

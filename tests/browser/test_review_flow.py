@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from curation import services
 from curation.demo import generate_tickets
 from curation.models import DatasetVersion, Finding, RedactionRun
+from tests.browser.conftest import log_in
 
 MISSED_SSN = "536904157"  # a bare number without a context word: the detector cannot tell it is an SSN
 SUPPORT_LINE = "(800) 555-0100"  # a phone number, but the company's own: not personal data
@@ -35,14 +36,6 @@ EXTRA_TICKETS = [
         "channel": "phone",
     },
 ]
-
-
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
 
 
 def _select_with_the_mouse(page, text: str) -> None:
@@ -110,7 +103,7 @@ def test_privacy_reviewer_detects_reviews_fixes_and_approves(
     assert emails and ssns, "the demo tickets should hold emails and SSNs"
 
     # The version page says the rows may hold personal data; the reviewer starts detection.
-    _log_in(page, "rita")
+    log_in(page, "rita")
     page.goto(f"/datasets/versions/{version.pk}/")
     panel = page.locator("section.privacy-panel")
     expect(panel).to_contain_text("Not reviewed: may contain personal data")

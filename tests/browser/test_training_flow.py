@@ -13,6 +13,7 @@ from curation import demo
 from curation import services as curation_services
 from curation.models import DatasetVersion, RedactionRun
 from curation.services import redaction as services_redaction
+from tests.browser.conftest import log_in
 from tests.conftest import wait_for
 from training.forms import human_count
 from training.models import TrainedModel, TrainingJob
@@ -36,14 +37,6 @@ def _approved_demo_version(tmp_path, reviewer) -> DatasetVersion:
     run.refresh_from_db()
     services_redaction.findings_bulk_decide(run=run, actor=reviewer, status="accepted")
     return services_redaction.redaction_run_approve(run=run, actor=reviewer)
-
-
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
 
 
 def _fill_launch_form(page, version: DatasetVersion, base_model, *, max_steps: int) -> None:
@@ -75,7 +68,7 @@ def test_engineer_launches_watches_cancels_and_downloads(
     version = _approved_demo_version(tmp_path, make_user("privacy_reviewer", username="pat"))
     assert version.privacy == DatasetVersion.Privacy.APPROVED
 
-    _log_in(page, "erin")
+    log_in(page, "erin")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Training").click()
     expect(page.get_by_role("heading", name="Training jobs")).to_be_visible()
     page.get_by_role("link", name="New training job").click()

@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from curation import services
 from curation.models import DatasetVersion, DedupeRun, Upload
+from tests.browser.conftest import log_in
 
 TICKETS = (
     "\n".join(
@@ -114,14 +115,6 @@ def test_curator_uploads_checks_imports_and_browses(
     screenshot("example")
 
 
-def _log_in(page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-for-tests-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
-
-
 @pytest.mark.browser
 def test_curator_reviews_and_removes_duplicates(
     live_server, celery_worker_proc, make_user, page, screenshots, tmp_path
@@ -141,7 +134,7 @@ def test_curator_reviews_and_removes_duplicates(
     version = upload.version
     assert version.row_count == 10
 
-    _log_in(page, "casey")
+    log_in(page, "casey")
     page.goto(f"/datasets/versions/{version.pk}/")
     page.get_by_text("Remove duplicates").click()
     page.get_by_label("Exact (same text after normalising case, spaces and punctuation)").check()
